@@ -1,0 +1,44 @@
+"""The ``auditor-lite`` command line.
+
+Sub-commands live next to the code they drive (``auditor_lite/<area>/cli.py``) and are imported only
+when invoked, so ``auditor-lite --help`` stays instant and the runtime commands never import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute" of a click command or group.
+COMMANDS = {
+    "data": "auditor_lite.data.cli:data",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports each sub-command's module on first use."""
+
+    def __init__(self, *args, lazy_commands: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy_commands:
+            module_name, attr = self.lazy_commands[name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="auditor-lite")
+def main():
+    """auditor-lite: audit referring audio-visual segmentation masks on the edge."""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
