@@ -13,6 +13,8 @@ import click
 # name -> "module:attribute" of a click command or group.
 COMMANDS = {
     "data": "auditor_lite.data.cli:data",
+    "eval": "auditor_lite.eval.cli:eval_cmd",
+    "baseline": "auditor_lite.baselines.cli:baseline",
 }
 
 
