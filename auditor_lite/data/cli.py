@@ -7,8 +7,20 @@ from pathlib import Path
 
 import click
 
+from auditor_lite.data.schema import DataError
 
-@click.group()
+
+class _DataGroup(click.Group):
+    """Turns a DataError anywhere below into a one-line error naming the file, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DataError as err:
+            raise click.ClickException(str(err)) from None
+
+
+@click.group(cls=_DataGroup)
 def data():
     """Benchmark data in the MQ-RAVSBench layout."""
 
