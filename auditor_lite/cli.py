@@ -15,6 +15,7 @@ COMMANDS = {
     "data": "auditor_lite.data.cli:data",
     "eval": "auditor_lite.eval.cli:eval_cmd",
     "baseline": "auditor_lite.baselines.cli:baseline",
+    "convert-mqauditor": "auditor_lite.eval.cli:convert_mqauditor",
 }
 
 
