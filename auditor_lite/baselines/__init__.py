@@ -1,0 +1,1 @@
+"""Baselines that ignore audio and text (constant, mask-only geometry, temporal consistency)."""

@@ -1,0 +1,35 @@
+"""``auditor-lite baseline NAME --bench DIR --out FILE``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from auditor_lite.baselines.predictors import BASELINES
+
+
+@click.command()
+@click.argument("name", type=click.Choice(BASELINES))
+@click.option("--bench", "bench_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Benchmark root in the MQ-RAVSBench layout (train split used for fitting).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Predictions JSONL to write.")
+@click.option("--split", "splits", multiple=True, type=click.Choice(["test_s", "test_u"]),
+              help="Test split(s) to predict (default: both).")
+@click.option("--mode", "modes", multiple=True, type=click.Choice(["image", "video"]),
+              help="Mode(s) to predict (default: both).")
+def baseline(name: str, bench_dir: Path, out: Path, splits: tuple[str, ...],
+             modes: tuple[str, ...]):
+    """Fit a baseline on the train split and write its predictions JSONL."""
+    from auditor_lite.baselines.predictors import run_baseline
+
+    try:
+        counts = run_baseline(name, bench_dir, out, splits=splits or ("test_s", "test_u"),
+                              modes=modes or ("image", "video"))
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    for key, n in counts.items():
+        click.echo(f"{name}: {key}: {n} predictions")
+    click.echo(f"wrote {out}")
