@@ -199,3 +199,19 @@ def test_convert_command(tmp_path):
     bad = write_lines(tmp_path / "bad.jsonl", ["[1, 2]"])
     failed = runner.invoke(convert_mqauditor, [str(bad), str(tmp_path / "q.jsonl")])
     assert failed.exit_code == 1 and "line 1: expected a JSON object" in failed.output
+
+
+def test_read_uid_subset(tmp_path):
+    import click
+
+    from auditor_lite.eval.cli import read_uid_subset
+
+    plain = tmp_path / "uids.txt"
+    plain.write_text("a_x_0\n\nb_y_1\n")
+    assert read_uid_subset(plain) == {"a_x_0", "b_y_1"}
+    cues = tmp_path / "cues.csv"
+    cues.write_text("uid,split,cue,needs_audio\na_x_0,test_s,sound,1\nb_y_1,test_s,position,0\n")
+    assert read_uid_subset(cues, ("needs_audio=1",)) == {"a_x_0"}
+    assert read_uid_subset(cues) == {"a_x_0", "b_y_1"}
+    with pytest.raises(click.BadParameter, match="COLUMN=VALUE"):
+        read_uid_subset(cues, ("loud=1",))

@@ -18,6 +18,7 @@ Workers render clips and return arrays; the parent process writes them in clip o
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -35,7 +37,7 @@ from auditor_lite.data.assets import AssetLibrary, load_library
 from auditor_lite.data.expressions import (SOUND_RANKS, Expression, make_expression,
                                            make_null_expression)
 from auditor_lite.data.scenes import cross_audio, generate_scene
-from auditor_lite.data.schema import NULL_UID_PREFIX, NUM_FRAMES
+from auditor_lite.data.schema import META_DIR, NULL_UID_PREFIX, NUM_FRAMES
 from auditor_lite.data.writer import BenchmarkWriter, MaskSpec
 
 UNSEEN_SHARE = 0.2              # share of categories held out for test_u
@@ -47,6 +49,9 @@ NULL_EXPRESSION_PROB = 0.06     # ~5% of all expressions are null
 MIN_TARGET_AREA = 0.004         # a target must cover this share of the frame in some frame
 MAX_SCENE_TRIES = 20
 LIBRARY_SEED = 0                # every benchmark seed uses the same objects (a fixed vocabulary)
+# Sidecar with each expression's cue and whether it needs audio to resolve. Not part of the
+# upstream layout (readers ignore it); `auditor-lite eval --uids` uses it for audio ablations.
+CUES_CSV = "synth_cues.csv"
 
 
 @dataclass
@@ -119,7 +124,15 @@ def synthesize(out, *, clips: int, seed: int, size: int = 128, asset_dir=None, p
             with ctx.Pool(workers, initializer=_init_worker, initargs=(asset_dir, procedural)) as pool:
                 _write_all(writer, pool.imap(_make_clip_job, jobs, chunksize=2), stats, bar)
     bar.close()
+    _write_cues(Path(out) / META_DIR / CUES_CSV, stats.rows)
     return stats.summary(out, library, unseen, time.perf_counter() - started, workers)
+
+
+def _write_cues(path: Path, rows: list[tuple]) -> None:
+    with open(path, "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["uid", "split", "cue", "needs_audio"])
+        out.writerows(rows)
 
 
 def _write_all(writer: BenchmarkWriter, results, stats, bar) -> None:
@@ -254,6 +267,7 @@ class _Stats:
         self.cues: Counter = Counter()
         self.audio: Counter = Counter()
         self.skipped: Counter = Counter()
+        self.rows: list[tuple] = []
 
     def add(self, clip: ClipOut) -> None:
         self.clips[clip.split] += 1
@@ -262,6 +276,7 @@ class _Stats:
             self.expressions[e.split] += 1
             self.nulls += e.null
             self.types.update(s.mask_type for s in e.candidates)
+            self.rows.append((e.uid, e.split, "null" if e.null else e.cue, int(e.needs_audio)))
             if not e.null:
                 self.cues[e.cue] += 1
                 self.audio[e.needs_audio] += 1

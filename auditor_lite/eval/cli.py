@@ -21,8 +21,35 @@ def _pairs(bench, split: str | None, mode: str | None) -> list[tuple[str, str]]:
     return pairs
 
 
+def read_uid_subset(path: Path, where: tuple[str, ...] = ()) -> set[str]:
+    """Uids to keep: a plain list (one per line) or a CSV with a ``uid`` column.
+
+    ``where`` entries ``COLUMN=VALUE`` keep only CSV rows that match all of them, e.g.
+    ``needs_audio=1`` on the ``synth_cues.csv`` that ``data synth`` writes.
+    """
+    import csv
+
+    text = Path(path).read_text().splitlines()
+    if not text:
+        raise click.BadParameter(f"{path} is empty", param_hint="--uids")
+    if "uid" not in text[0].split(","):
+        if where:
+            raise click.BadParameter(f"{path}: --where needs a CSV with a header row",
+                                     param_hint="--where")
+        return {line.strip() for line in text if line.strip()}
+    rows = list(csv.DictReader(text))
+    for clause in where:
+        column, sep, value = clause.partition("=")
+        if not sep or column not in rows[0]:
+            raise click.BadParameter(f"{clause!r}: expected COLUMN=VALUE with COLUMN one of "
+                                     f"{', '.join(rows[0])}", param_hint="--where")
+        rows = [r for r in rows if r[column] == value]
+    return {r["uid"] for r in rows}
+
+
 def evaluate_files(bench_dir: Path, pred_files: tuple[Path, ...], names: tuple[str, ...],
-                   split: str | None, mode: str | None, echo=click.echo) -> dict:
+                   split: str | None, mode: str | None, echo=click.echo,
+                   uids: set[str] | None = None) -> dict:
     """Score every predictions file on every requested (split, mode); returns the result groups.
 
     A file that covers no candidate of a (split, mode) is left out of that table (with a note);
@@ -48,7 +75,10 @@ def evaluate_files(bench_dir: Path, pred_files: tuple[Path, ...], names: tuple[s
                                  "differ (use --name)", param_hint="--name")
     groups, matched_anywhere = {}, {name: 0 for name in seen}
     for pair_split, pair_mode in pairs:
-        gt = ground_truth_table(bench.records(pair_split, pair_mode), pair_split, pair_mode)
+        records = bench.records(pair_split, pair_mode)
+        if uids is not None:
+            records = (r for r in records if r.uid in uids)
+        gt = ground_truth_table(records, pair_split, pair_mode)
         if len(gt) == 0:
             echo(f"note: {pair_split}/{pair_mode} has no candidates; skipped")
             continue
@@ -95,14 +125,21 @@ def evaluate_files(bench_dir: Path, pred_files: tuple[Path, ...], names: tuple[s
               default=Path("runs/eval"), show_default=True,
               help="Directory for results.json, results.md and the PNG plots.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("--uids", "uids_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Score only these uids: a list, or a CSV with a 'uid' column "
+              "(e.g. train_test_meta_files/synth_cues.csv).")
+@click.option("--where", multiple=True, help="With a CSV --uids: keep rows where COLUMN=VALUE "
+              "(e.g. --where needs_audio=1).")
 def eval_cmd(bench_dir: Path, pred_files: tuple[Path, ...], names: tuple[str, ...],
-             mode: str | None, split: str | None, out_dir: Path, no_plots: bool):
+             mode: str | None, split: str | None, out_dir: Path, no_plots: bool,
+             uids_file: Path | None, where: tuple[str, ...]):
     """Score predictions with the MQ-RAVSBench protocol and print the paper-shaped tables."""
     from auditor_lite.data.schema import DataError
     from auditor_lite.eval.report import format_tables, write_report
 
     try:
-        groups = evaluate_files(bench_dir, pred_files, names, split, mode)
+        uids = read_uid_subset(uids_file, where) if uids_file else None
+        groups = evaluate_files(bench_dir, pred_files, names, split, mode, uids=uids)
     except DataError as err:  # a malformed benchmark or predictions file, named in the message
         raise click.ClickException(str(err)) from None
     if not groups:
