@@ -175,14 +175,17 @@ def test_best_of_candidates_by_hand():
     pred = [0.9, 0.5, 0.9, 0.2, 0.7, 0.4]
     true = [0.6, 1.0, 0.8, 0.3, 0.9, 0.5]
     out = metrics.best_of_candidates(pred, true, groups)
-    # g1: tie at 0.9 -> the first (true 0.6); oracle 1.0; random 0.8
+    # g1: tie at 0.9 between true 0.6 and 0.8 -> expected pick 0.7; oracle 1.0; random 0.8
     # g2: pick 0.9 = oracle; random 0.6 ; g3 has one candidate and is left out
     assert out["n_groups"] == 2
-    assert out["pick"] == approx((0.6 + 0.9) / 2)
+    assert out["pick"] == approx((0.7 + 0.9) / 2)
     assert out["oracle"] == approx((1.0 + 0.9) / 2)
     assert out["random"] == approx((0.8 + 0.6) / 2)
     assert out["hit_rate"] == approx(0.5)
     assert metrics.best_of_candidates([0.5], [0.5], ["x"])["pick"] is None
+    # A constant predictor picks at random: its pick equals the random baseline exactly.
+    const = metrics.best_of_candidates([0.3] * 5, true[:5], groups[:5])
+    assert const["pick"] == approx(const["random"])
 
 
 def test_interval_coverage_skips_samples_without_interval():

@@ -221,7 +221,9 @@ def failure_auroc(pred, true, threshold: float = FAILURE_IOU) -> float | None:
 def best_of_candidates(pred, true, groups) -> dict:
     """Pick, per group (an expression's frame), the candidate with the highest predicted IoU.
 
-    Returns the mean true IoU of the pick (ties: the first candidate in input order), of the
+    Returns the mean true IoU of the pick (ties: the mean over the tied candidates, i.e. the
+    expectation of a random tie-break; taking the first would reward a constant predictor for the
+    benchmark's candidate order, which lists the perfect mask first), of the
     oracle (the best candidate) and of a uniformly random pick (its exact expectation, the group
     mean), plus ``hit_rate``: the fraction of groups where the pick is as good as the oracle.
     Groups with a single candidate offer no choice and are left out.
@@ -236,7 +238,9 @@ def best_of_candidates(pred, true, groups) -> dict:
         if len(members) < 2:
             continue
         members = np.asarray(members)
-        picks.append(true[members[int(np.argmax(pred[members]))]])  # argmax: first of ties
+        scores = pred[members]
+        tied = members[scores >= scores.max()]
+        picks.append(true[tied].mean())
         oracles.append(true[members].max())
         randoms.append(true[members].mean())
     if not picks:
