@@ -16,6 +16,9 @@ COMMANDS = {
     "eval": "auditor_lite.eval.cli:eval_cmd",
     "baseline": "auditor_lite.baselines.cli:baseline",
     "convert-mqauditor": "auditor_lite.eval.cli:convert_mqauditor",
+    "train": "auditor_lite.training.cli:train",
+    "distill": "auditor_lite.training.cli:distill",
+    "predict": "auditor_lite.training.cli:predict",
 }
 
 
