@@ -1,0 +1,85 @@
+"""Inference backends: ONNX Runtime sessions on the best available execution provider.
+
+Provider choice (``choose_providers``), best first among ``onnxruntime.get_available_providers()``:
+TensorRT (only for the ``int8-trt`` graph, the one built for it), CUDA, CPU. A provider list given
+by the caller is used as is (after checking that each is available). ONNX Runtime silently falls
+back to CPU when a listed GPU provider fails to initialise, so the provider actually serving a
+graph is read back from the session, and that is what ``Auditor.backend`` reports.
+
+TensorRT runs through ONNX Runtime's TensorRT execution provider (engines cached between runs in
+``$AUDITOR_LITE_TRT_CACHE``, default ``~/.cache/auditor-lite/trt``). A runner for the standalone
+engines that ``auditor-lite export trt`` builds is not part of the runtime (docs/runtime.md).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from auditor_lite.data.schema import DataError
+
+PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+SHORT_NAMES = {"TensorrtExecutionProvider": "tensorrt-ep", "CUDAExecutionProvider": "cuda",
+               "CPUExecutionProvider": "cpu"}
+
+
+class ModelFileError(DataError):
+    """A file of a model directory is missing, corrupt or does not fit the runtime."""
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def choose_providers(precision: str, available: list[str], requested: list[str] | None = None) -> list[str]:
+    """The execution providers for a graph of ``precision``, best first (always ending with CPU)."""
+    if requested:
+        unknown = [p for p in requested if p not in available]
+        if unknown:
+            raise ValueError(f"providers: {', '.join(unknown)} not available in this onnxruntime "
+                             f"build (available: {', '.join(available)})")
+        return list(requested)
+    chosen = [p for p in PROVIDER_ORDER if p in available]
+    if precision != "int8-trt":  # the TensorRT EP builds engines for the graph made for it only
+        chosen = [p for p in chosen if p != "TensorrtExecutionProvider"]
+    return chosen or ["CPUExecutionProvider"]
+
+
+def _provider_options(provider: str) -> dict:
+    if provider == "TensorrtExecutionProvider":
+        # Building a TensorRT engine takes minutes: keep it between runs.
+        cache = Path(os.environ.get("AUDITOR_LITE_TRT_CACHE", Path.home() / ".cache" / "auditor-lite" / "trt"))
+        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+    return {}
+
+
+class OrtGraph:
+    """One ONNX graph in an ONNX Runtime session. ``run`` is safe to call from several threads
+    (ONNX Runtime's ``InferenceSession.run`` is)."""
+
+    def __init__(self, path, providers: list[str], intra_op_threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = int(intra_op_threads or os.cpu_count() or 1)
+        options.log_severity_level = 3  # errors only: provider fall-back warnings are reported by us
+        provider_list = [(p, _provider_options(p)) for p in providers]
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options,
+                                                providers=provider_list)
+        except Exception as exc:  # onnxruntime raises its own pybind11 exception types
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(self.path, f"ONNX Runtime cannot load this graph ({first_line})") from None
+        self.provider = self.session.get_providers()[0]  # what serves it, after any fall-back
+        self.backend_name = f"onnxruntime {SHORT_NAMES.get(self.provider, self.provider)}"
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
+        return self.session.run(outputs or self.output_names, feed)

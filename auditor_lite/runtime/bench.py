@@ -1,0 +1,185 @@
+"""Run the runtime over a whole benchmark (``audit --bench``) and the best-of-candidates selection.
+
+``audit_benchmark`` writes the predictions JSONL of docs/predictions.md (one line per candidate,
+with ``mode`` and ``split``), which ``auditor-lite eval`` scores. Per expression one
+:class:`~auditor_lite.runtime.session.ClipSession` is opened, and each audited frame's candidates go
+through it in one call: one context encode per (expression, frame), as the model requires.
+
+Benchmark media are taken as the benchmark defines them, as training read them: mask PNGs by
+upstream's rule (any nonzero pixel), audio averaged to mono, resampled if needed, and zero-padded
+to 10 s however short (the upstream layout has no minimum), and a silent clip is legal.
+
+``select_groups`` is the downstream use the paper describes: among a frame's candidates, pick the
+one with the highest predicted IoU and pass it only when its predicted action is good enough.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from auditor_lite.data.media import load_frames, load_mask
+from auditor_lite.data.reader import TEST_SPLITS, Benchmark
+from auditor_lite.data.schema import ACTIONS, CLIP_SAMPLES, DataError
+from auditor_lite.eval.predictions import Prediction, write_predictions
+from auditor_lite.runtime.files import load_audio_file
+from auditor_lite.runtime.inputs import InputError
+
+SILENT_SUFFIX = "-silent-audio"
+# --min-action: the worst predicted action a selected mask may have.
+GATES = {"accept": ACTIONS[:1], "minor": ACTIONS[:2], "major": ACTIONS[:3]}
+
+
+def benchmark_pairs(benchmark: Benchmark, splits=None, modes=None) -> list[tuple[str, str]]:
+    pairs = [(s, m) for s, m in benchmark.available() if s in TEST_SPLITS
+             and (not splits or s in splits) and (not modes or m in modes)]
+    if not pairs:
+        found = ", ".join(f"{s}/{m}" for s, m in benchmark.available()) or "none"
+        raise DataError(benchmark.root, f"no test split/mode to audit (wanted splits {splits or 'any'}, "
+                        f"modes {modes or 'any'}; found {found})")
+    return pairs
+
+
+def _clip_audio(record, silence: bool) -> np.ndarray:
+    if silence:
+        return np.zeros(CLIP_SAMPLES, np.float32)
+    wave = load_audio_file(record.clip.audio_path)
+    out = np.zeros(CLIP_SAMPLES, np.float32)
+    out[:min(len(wave), CLIP_SAMPLES)] = wave[:CLIP_SAMPLES]
+    return out
+
+
+def audit_record(auditor, record, silence_audio: bool = False):
+    """``[(candidate, AuditResult)]`` for every candidate of one benchmark record."""
+    if not record.candidates:
+        return []
+    frames = load_frames(record.clip)
+    session = auditor.session(record.exp, frames, _clip_audio(record, silence_audio), allow_silent=True)
+    by_frame = defaultdict(list)
+    for cand in record.candidates:
+        by_frame[cand.frame].append(cand)
+    out = []
+    for frame, cands in sorted(by_frame.items()):
+        masks = [load_mask(c.mask_path) for c in cands]
+        try:
+            results = session.audit(masks, frame)
+        except InputError as err:  # name the file, not the list position
+            index = int(err.argument[6:-1]) if err.argument.startswith("masks[") else 0
+            raise DataError(cands[index].mask_path, str(err)) from None
+        out.extend(zip(cands, results))
+    return out
+
+
+def prediction(record, cand, result, method: str, mode: str, split: str) -> Prediction:
+    return Prediction(uid=record.uid, frame=cand.frame, cand_id=cand.cand_id,
+                      iou=min(1.0, max(0.0, result.iou)), mask_type=result.mask_type,
+                      action=result.action, type_probs=result.type_probs,
+                      action_probs=result.action_probs, iou_low=result.iou_low,
+                      iou_high=result.iou_high, method=method, mode=mode, split=split)
+
+
+def audit_benchmark(auditor, bench, out_file, splits=None, modes=None, silence_audio: bool = False,
+                    method: str | None = None, progress: bool = True) -> dict:
+    """Audit every candidate of the requested (split, mode) pairs; write the predictions JSONL.
+
+    Returns ``{"counts": {"split/mode": n}, "masks": n, "seconds": s, "masks_per_second": r}``.
+    """
+    benchmark = Benchmark(bench)
+    name = (method or f"auditor-lite-{auditor.manifest.name}-{auditor.precision}") + \
+        (SILENT_SUFFIX if silence_audio else "")
+    predictions, counts = [], Counter()
+    started = time.perf_counter()
+    for split, mode in benchmark_pairs(benchmark, splits, modes):
+        records = list(benchmark.records(split, mode))
+        for record in tqdm(records, desc=f"audit {split}/{mode}", unit="expr", file=sys.stderr,
+                           disable=not progress):
+            for cand, result in audit_record(auditor, record, silence_audio):
+                predictions.append(prediction(record, cand, result, name, mode, split))
+                counts[f"{split}/{mode}"] += 1
+    seconds = time.perf_counter() - started
+    write_predictions(out_file, predictions)
+    total = sum(counts.values())
+    return {"counts": dict(counts), "masks": total, "seconds": seconds,
+            "masks_per_second": total / seconds if seconds > 0 else float("nan"), "method": name}
+
+
+# ----------------------------------------------------------------------------- selection
+@dataclass
+class SelectionReport:
+    groups: int            # (uid, frame) groups with at least two candidates
+    picked_iou: float      # mean true IoU of the auditor's pick
+    random_iou: float      # mean true IoU of a uniformly random pick (its exact expectation)
+    oracle_iou: float      # mean true IoU of the best candidate
+    hit_rate: float        # share of groups where the pick is a best candidate
+    passed: int            # groups whose pick passed the action gate
+    gate_precision: float | None   # share of passed picks whose true action is within the gate
+    gate_recall: float | None      # share of groups with a truly good-enough pick that passed
+    passed_iou: float | None       # mean true IoU of the passed picks
+
+    def lines(self, gate: str) -> list[str]:
+        def pct(x):
+            return "-" if x is None else f"{100 * x:.1f}%"
+
+        return [
+            f"groups (uid, frame) with >= 2 candidates: {self.groups}",
+            f"mean true IoU  auditor pick {self.picked_iou:.3f}   random pick {self.random_iou:.3f}   "
+            f"oracle {self.oracle_iou:.3f}   (pick = oracle in {pct(self.hit_rate)})",
+            f"gate (predicted action within {', '.join(GATES[gate])}): {self.passed}/{self.groups} passed, "
+            f"precision {pct(self.gate_precision)}, recall {pct(self.gate_recall)}, mean true IoU of "
+            f"passed {'-' if self.passed_iou is None else f'{self.passed_iou:.3f}'}",
+        ]
+
+
+def pick_best(predicted_iou) -> int:
+    """Index of the highest predicted IoU (the first on ties)."""
+    return int(np.argmax(np.asarray(predicted_iou, dtype=np.float64)))
+
+
+def select_groups(groups, gate: str = "minor") -> SelectionReport:
+    """``groups``: lists of ``(predicted_iou, predicted_action, true_iou, true_action)``, one list per
+    (uid, frame). Groups with fewer than two candidates are left out (there is nothing to choose)."""
+    allowed = set(GATES[gate])
+    groups = [g for g in groups if len(g) >= 2]
+    if not groups:
+        raise ValueError("select: no (uid, frame) group has two or more candidates")
+    picked, random_pick, oracle, passed_iou = [], [], [], []
+    hits = passed = passed_good = good = 0
+    for group in groups:
+        true = np.array([g[2] for g in group])
+        k = pick_best([g[0] for g in group])
+        picked.append(true[k])
+        random_pick.append(true.mean())
+        oracle.append(true.max())
+        hits += bool(true[k] >= true.max())
+        ok_pred, ok_true = group[k][1] in allowed, group[k][3] in allowed
+        good += ok_true
+        if ok_pred:
+            passed += 1
+            passed_good += ok_true
+            passed_iou.append(true[k])
+    n = len(groups)
+    return SelectionReport(
+        groups=n, picked_iou=float(np.mean(picked)), random_iou=float(np.mean(random_pick)),
+        oracle_iou=float(np.mean(oracle)), hit_rate=hits / n, passed=passed,
+        gate_precision=passed_good / passed if passed else None,
+        gate_recall=passed_good / good if good else None,
+        passed_iou=float(np.mean(passed_iou)) if passed_iou else None)
+
+
+def benchmark_groups(bench, predictions: dict, split: str, mode: str) -> list[list[tuple]]:
+    """Selection groups of one (split, mode) from a predictions dict keyed (uid, frame, cand_id).
+
+    A candidate without a prediction counts as predicted IoU 0 and no action (never passes)."""
+    groups = defaultdict(list)
+    for record in Benchmark(bench).records(split, mode):
+        for cand in record.candidates:
+            pred = predictions.get((record.uid, cand.frame, cand.cand_id))
+            iou = pred.iou if pred is not None and pred.iou is not None else 0.0
+            action = pred.action if pred is not None else None
+            groups[(record.uid, cand.frame)].append((iou, action, cand.iou_to_gt, cand.action))
+    return list(groups.values())

@@ -1,0 +1,166 @@
+"""Decode the files a user has (frames, a WAV, mask PNGs, a video) into the audit API's arrays.
+
+Unlike the low-level API, which takes exactly what the graph needs, the file loaders are forgiving
+where the fix is unambiguous and say what they did through ``note`` (the CLI prints it): stereo is
+averaged to mono and other sample rates are resampled to 16 kHz. Everything else that is wrong is a
+:class:`~auditor_lite.data.schema.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from PIL import Image, UnidentifiedImageError
+
+from auditor_lite.data.media import load_frame
+from auditor_lite.data.schema import NUM_FRAMES, SAMPLE_RATE, DataError
+from auditor_lite.runtime.resample import resample
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+Note = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _natural_key(path: Path):
+    """``2.jpg`` before ``10.jpg``: digits compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def frame_files(folder) -> list[Path]:
+    """The clip's 10 frame images in a folder: ``0.jpg .. 9.jpg`` (the benchmark layout) if present,
+    else the folder's 10 images in natural name order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "frames folder not found")
+    layout = [folder / f"{i}.jpg" for i in range(NUM_FRAMES)]
+    if all(p.is_file() for p in layout):
+        return layout
+    images = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    if len(images) != NUM_FRAMES:
+        raise DataError(folder, f"found {len(images)} images; a clip is {NUM_FRAMES} frames "
+                        f"(10 s at 1 fps), named 0.jpg .. 9.jpg or sorting in time order")
+    return images
+
+
+def load_frames_dir(folder) -> np.ndarray:
+    """uint8 ``(10, H, W, 3)`` from a frames folder; frames of different sizes are an error."""
+    frames = []
+    for path in frame_files(folder):
+        frame = load_frame(path)
+        if frames and frame.shape != frames[0].shape:
+            raise DataError(path, f"is {frame.shape[1]}x{frame.shape[0]}, the first frame is "
+                            f"{frames[0].shape[1]}x{frames[0].shape[0]}; all frames need one size")
+        frames.append(frame)
+    return np.stack(frames)
+
+
+def load_audio_file(path, note: Note = _quiet) -> np.ndarray:
+    """A sound file as float32 mono samples at 16 kHz (channels averaged, other rates resampled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "audio file not found")
+    try:
+        wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise DataError(path, f"not a decodable audio file ({exc})") from None
+    if wave.shape[0] == 0:
+        raise DataError(path, "the audio file holds no samples")
+    if wave.shape[1] > 1:
+        note(f"{path.name}: {wave.shape[1]} channels mixed down to mono")
+    mono = wave.mean(axis=1, dtype=np.float32)
+    if rate != SAMPLE_RATE:
+        note(f"{path.name}: resampled from {rate} Hz to {SAMPLE_RATE} Hz")
+        mono = resample(mono, int(rate), SAMPLE_RATE)
+    return mono
+
+
+def _open_image(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise DataError(path, f"not a readable image ({exc})") from None
+    return image
+
+
+def load_mask_file(path) -> np.ndarray:
+    """A candidate mask image as bool (H, W). The image must be two-valued: background 0 and one
+    foreground value (any colour); grey ramps (soft masks, JPEG artefacts) are refused, not guessed."""
+    path = Path(path)
+    image = _open_image(path)
+    colour_mode = {"P": "RGB", "PA": "RGB", "LA": "L", "RGBA": "RGB", "1": "L"}.get(image.mode)
+    pixels = np.asarray(image.convert(colour_mode) if colour_mode else image)
+    flat = pixels.reshape(-1, pixels.shape[2]) if pixels.ndim == 3 else pixels.reshape(-1, 1)
+    values = np.unique(flat, axis=0)
+    foreground = values[values.any(axis=1)]
+    if len(foreground) > 1:
+        raise DataError(path, f"not a binary mask: {len(values)} distinct pixel values; save the mask "
+                        "with one background value 0 and one foreground value (e.g. 0/255, no JPEG)")
+    return flat.any(axis=1).reshape(pixels.shape[:2])
+
+
+def load_mask_files(paths: Sequence) -> list[np.ndarray]:
+    if not paths:
+        raise DataError("--masks", "no mask files given")
+    return [load_mask_file(p) for p in paths]
+
+
+def mask_dir_files(folder) -> list[Path]:
+    """The images of a masks folder in natural name order (``2.png`` before ``10.png``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "masks folder not found")
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    if not files:
+        raise DataError(folder, f"no mask images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return files
+
+
+def read_video(path, note: Note = _quiet) -> tuple[np.ndarray, np.ndarray | None]:
+    """10 frames at 1 fps (uint8) and the 16 kHz mono soundtrack (None if the video has none).
+
+    Decoding needs the ``ffmpeg`` program on PATH; the edge install carries no video decoder.
+    The first 10 s are used: frame t is the picture at t + 0.5 s (the middle of second t).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "video file not found")
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise DataError(path, "decoding a video needs the ffmpeg program on PATH; install ffmpeg, or "
+                        "give the frames and the sound yourself: --frames DIR (10 images) --audio WAV")
+    with tempfile.TemporaryDirectory(prefix="auditor-lite-video-") as tmp:
+        tmp = Path(tmp)
+        _ffmpeg(path, [ffmpeg, "-v", "error", "-ss", "0.5", "-i", str(path), "-t", "10", "-vf", "fps=1",
+                       "-frames:v", str(NUM_FRAMES), str(tmp / "%d.png")])
+        images = sorted(tmp.glob("*.png"), key=_natural_key)
+        if len(images) < NUM_FRAMES:
+            raise DataError(path, f"only {len(images)} frames decoded at 1 fps; a clip is 10 s long")
+        frames = np.stack([load_frame(p) for p in images[:NUM_FRAMES]])
+        wav = tmp / "audio.wav"
+        try:
+            _ffmpeg(path, [ffmpeg, "-v", "error", "-i", str(path), "-t", "10", "-vn", "-ac", "1",
+                           "-ar", str(SAMPLE_RATE), str(wav)])
+        except DataError:
+            note(f"{path.name}: no audio track decoded")
+            return frames, None
+        return frames, load_audio_file(wav, note)
+
+
+def _ffmpeg(path: Path, command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        message = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise DataError(path, f"ffmpeg could not decode it ({message})")

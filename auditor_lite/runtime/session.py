@@ -1,0 +1,156 @@
+"""ClipSession: audit many masks of one clip, encoding the clip's context as rarely as possible.
+
+The context the masks are scored against is computed from the 10 frames, the audio, the
+expression *and the audited frame* (the key frame: docs/artifact.md). So the context can be shared
+by every mask of one frame, not by the masks of different frames: the session caches one context
+per audited frame index (LRU), and a new frame costs one context encode. Auditing 13 masks of each
+of 10 frames therefore runs the context graph 10 times and the mask graph 10 times, instead of the
+fused graph 130 times. With a model directory that has no split graphs (``context`` + ``masks``)
+for the chosen precision, every call runs the fused graph and nothing is cached but the
+preprocessed inputs (``stats['fused_calls']``).
+
+Sliding window (live video): ``push_frame`` / ``push_audio`` append to the last 10 frames / 10 s
+and invalidate the cached contexts; frame index 9 is then the newest frame. Audio shorter than
+10 s (the first seconds of a stream) is zero-padded at the end, as the model was trained.
+
+A session is safe to use from several threads (a lock guards the window and the caches); the
+auditor behind it is shared.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+
+import numpy as np
+
+from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
+from auditor_lite.preprocess import prepare_audio, prepare_frames, prepare_key_frame, prepare_masks
+from auditor_lite.runtime.inputs import (InputError, check_audio, check_frame, check_frame_index,
+                                         check_frames, check_masks)
+from auditor_lite.runtime.results import AuditResult, build_results
+from auditor_lite.runtime.text import LRUCache
+
+DEFAULT_CONTEXT_CACHE = NUM_FRAMES  # one context per frame of the clip
+
+
+class ClipSession:
+    """Audit candidate masks of one clip (frames + audio + expression) against cached contexts.
+
+    Create it with :meth:`Auditor.session`. ``frames``/``audio`` may be omitted and streamed in with
+    :meth:`push_frame` / :meth:`push_audio`. ``stats`` counts ``context_encodes``, ``mask_calls``,
+    ``fused_calls`` and ``context_cache_hits``.
+    """
+
+    def __init__(self, auditor, expression: str, frames=None, audio=None, *,
+                 sample_rate: int = SAMPLE_RATE, allow_silent: bool = False,
+                 context_cache: int = DEFAULT_CONTEXT_CACHE):
+        self.auditor = auditor
+        self.allow_silent = allow_silent
+        self.text_embedding = auditor.embed_text(expression)[None]  # validated, cached per expression
+        self.expression = expression.strip()
+        self._lock = threading.RLock()
+        self._frames: deque = deque(maxlen=NUM_FRAMES)
+        self._audio = np.zeros(0, np.float32)
+        self._contexts = LRUCache(context_cache)
+        self._prepared: dict[str, np.ndarray] = {}      # frames and audio tensors of the window
+        self._key_frames: dict[int, np.ndarray] = {}   # key-frame tensors by frame index
+        self.stats: Counter = Counter()
+        if frames is not None:
+            self._frames.extend(check_frames(frames))
+        if audio is not None:
+            padded = check_audio(audio, sample_rate, allow_silent=allow_silent)
+            self._audio = padded[:min(len(audio), CLIP_SAMPLES)]  # unpadded: push_audio appends to it
+
+    # ------------------------------------------------------------------ the window
+    def push_frame(self, frame) -> None:
+        """Append the newest frame (``(H, W, 3)`` like the others); the oldest beyond 10 drops out."""
+        frame = check_frame(frame)
+        with self._lock:
+            if self._frames and frame.shape != self._frames[0].shape:
+                raise InputError("frame", f"shape {frame.shape} differs from the session's frames "
+                                 f"{self._frames[0].shape}")
+            self._frames.append(frame)
+            self._invalidate()
+
+    def push_audio(self, chunk, sample_rate: int = SAMPLE_RATE) -> None:
+        """Append mono 16 kHz float samples; only the last 10 s are kept."""
+        chunk = np.asarray(chunk)
+        if sample_rate != SAMPLE_RATE:
+            raise InputError("audio", f"sample rate {sample_rate} Hz; the model needs {SAMPLE_RATE} Hz")
+        if chunk.ndim != 1 or not np.issubdtype(chunk.dtype, np.floating):
+            raise InputError("audio", f"expected a 1-D float mono chunk, got {chunk.dtype} {chunk.shape}")
+        if not np.all(np.isfinite(chunk)) or (chunk.size and np.abs(chunk).max() > 1.0):
+            raise InputError("audio", "chunk samples must be finite and in [-1, 1]")
+        with self._lock:
+            self._audio = np.concatenate([self._audio, chunk.astype(np.float32)])[-CLIP_SAMPLES:]
+            self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._contexts.clear()
+        self._prepared.clear()
+        self._key_frames.clear()
+
+    @property
+    def num_frames(self) -> int:
+        return len(self._frames)
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        if not self._frames:
+            raise InputError("frames", "the session has no frames yet (push_frame)")
+        return tuple(self._frames[0].shape[:2])
+
+    def _inputs(self) -> dict[str, np.ndarray]:
+        """Frames and audio tensors of the current window, prepared once per window."""
+        if not self._prepared:
+            if len(self._frames) < NUM_FRAMES:
+                raise InputError("frames", f"the session holds {len(self._frames)} of the {NUM_FRAMES} "
+                                 "frames a clip needs; push more frames first")
+            audio = check_audio(self._audio, SAMPLE_RATE, allow_silent=self.allow_silent)
+            cfg = self.auditor.config
+            self._prepared["frames"] = prepare_frames(np.stack(self._frames), cfg["frame_size"])
+            self._prepared["audio"] = prepare_audio(audio, SAMPLE_RATE)
+        return self._prepared
+
+    # ------------------------------------------------------------------ auditing
+    def audit(self, masks, frame_index: int) -> list[AuditResult]:
+        """Audit candidate masks of frame ``frame_index`` (0 = oldest of the window)."""
+        frame_index = check_frame_index(frame_index)
+        with self._lock:
+            stack, empty = check_masks(masks, self.frame_shape)
+            inputs = self._inputs()
+            key_size = self.auditor.config["key_size"]
+            mask_tensor = prepare_masks(stack, key_size)
+            key = self._key_frame(frame_index)
+            if self.auditor.split:
+                context = self._context(frame_index, inputs, key)
+                raw = self.auditor.run_masks(context, mask_tensor, key)
+                self.stats["mask_calls"] += 1
+            else:
+                raw = self.auditor.run_fused({**inputs, "key_frame": key,
+                                              "text_embedding": self.text_embedding, "masks": mask_tensor})
+                self.stats["fused_calls"] += 1
+        return build_results(*raw, self.auditor.config["mask_types"], self.auditor.config["actions"],
+                             self.auditor.calibrate, frozenset(empty))
+
+    def audit_latest(self, masks) -> list[AuditResult]:
+        """Audit masks of the newest frame of the window (streaming use)."""
+        return self.audit(masks, NUM_FRAMES - 1)
+
+    def _key_frame(self, frame_index: int) -> np.ndarray:
+        if frame_index not in self._key_frames:
+            self._key_frames[frame_index] = prepare_key_frame(self._frames[frame_index],
+                                                              self.auditor.config["key_size"])
+        return self._key_frames[frame_index]
+
+    def _context(self, frame_index: int, inputs: dict, key: np.ndarray) -> np.ndarray:
+        context = self._contexts.get(frame_index)
+        if context is not None:
+            self.stats["context_cache_hits"] += 1
+            return context
+        context = self.auditor.run_context({"frames": inputs["frames"], "key_frame": key,
+                                            "audio": inputs["audio"], "text_embedding": self.text_embedding})
+        self.stats["context_encodes"] += 1
+        self._contexts.put(frame_index, context)
+        return context

@@ -1,0 +1,259 @@
+"""Every bad input the runtime can be handed gets its own clear error; file decoding; resampling."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from auditor_lite.data.schema import CLIP_SAMPLES, DataError
+from auditor_lite.runtime import files
+from auditor_lite.runtime.inputs import (InputError, check_audio, check_expression, check_frame_index,
+                                         check_frames, check_masks)
+from auditor_lite.runtime.resample import resample
+
+FRAMES = np.zeros((10, 16, 16, 3), np.uint8)
+VOICE = (0.1 * np.sin(np.arange(3 * 16000) / 7.0)).astype(np.float32)  # 3 s, clearly audible
+
+
+# ------------------------------------------------------------------------------ frames
+@pytest.mark.parametrize("frames,pattern", [
+    (np.zeros((9, 16, 16, 3), np.uint8), "expected 10 frames .* got 9"),
+    (np.zeros((10, 16, 16), np.uint8), r"expected 10 RGB frames shaped \(10, H, W, 3\), got shape \(10, 16, 16\)"),
+    (np.zeros((10, 16, 16, 4), np.uint8), r"expected 10 RGB frames .* got shape \(10, 16, 16, 4\)"),
+    (np.zeros((10, 4, 16, 3), np.uint8), "frames are 16x4; need at least 8x8 pixels"),
+    (np.zeros((10, 16, 16, 3), np.int32), r"expected uint8 \(0..255\) or float \(0..1\) pixels, got int32"),
+    (np.full((10, 16, 16, 3), 2.0, np.float32), r"float pixels must lie in \[0, 1\]"),
+])
+def test_bad_frames(frames, pattern):
+    with pytest.raises(InputError, match=f"^frames: {pattern}"):
+        check_frames(frames)
+
+
+def test_nan_frame_is_named_and_float_frames_are_scaled():
+    frames = np.full((10, 16, 16, 3), 0.5, np.float32)
+    frames[6, 3, 3, 1] = np.nan
+    with pytest.raises(InputError, match="frame 6 contains NaN"):
+        check_frames(frames)
+    frames[6, 3, 3, 1] = 1.0
+    out = check_frames(frames)
+    assert out.dtype == np.uint8 and out[0, 0, 0, 0] == 128 and out[6, 3, 3, 1] == 255  # rint(127.5)
+
+
+@pytest.mark.parametrize("value", [10, -1, True, 2.0])
+def test_bad_frame_index(value):
+    with pytest.raises(InputError, match="^frame_index: "):
+        check_frame_index(value)
+
+
+# ------------------------------------------------------------------------------ masks
+def test_masks_accept_bool_01_0255_and_report_empty_ones():
+    shape = (16, 16)
+    a = np.zeros(shape, bool)
+    a[2:5, 2:5] = True
+    stack, empty = check_masks([a, a.astype(np.uint8), a.astype(np.uint8) * 255, a.astype(np.float32),
+                                np.zeros(shape, np.uint8)], shape)
+    assert stack.dtype == bool and stack.shape == (5, 16, 16) and empty == [4]
+    assert all((stack[i] == a).all() for i in range(4))
+    single, _ = check_masks(a, shape)
+    assert single.shape == (1, 16, 16)
+
+
+@pytest.mark.parametrize("masks,pattern", [
+    ([], "^masks: no masks given"),
+    ("mask.png", "^masks: expected an array or a list"),
+    (np.zeros((2, 3, 16, 16), bool), r"^masks: expected \(H, W\) or \(N, H, W\)"),
+    ([np.zeros((16, 16), bool), np.zeros((16, 12), bool)], r"^masks\[1\]: is 12x16 but its frame is 16x16"),
+    ([np.zeros((16, 16, 3), np.uint8)], r"^masks\[0\]: expected a 2-D"),
+    ([np.array([[0, 128], [255, 0]] * 8, np.uint8).repeat(8, axis=1)], r"^masks\[0\]: not a binary mask \(values 0, 128, 255\)"),
+    ([np.full((16, 16), 0.7)], r"^masks\[0\]: not a binary mask"),
+    ([np.full((16, 16), np.nan)], r"^masks\[0\]: contains NaN"),
+])
+def test_bad_masks(masks, pattern):
+    with pytest.raises(InputError, match=pattern):
+        check_masks(masks, (16, 16))
+
+
+# ------------------------------------------------------------------------------ audio
+def test_audio_is_padded_or_cut_to_ten_seconds():
+    padded = check_audio(VOICE)
+    assert padded.shape == (CLIP_SAMPLES,) and padded.dtype == np.float32
+    np.testing.assert_array_equal(padded[:len(VOICE)], VOICE)
+    assert not padded[len(VOICE):].any()
+    long = np.tile(VOICE, 5)  # 15 s
+    np.testing.assert_array_equal(check_audio(long), long[:CLIP_SAMPLES])
+
+
+@pytest.mark.parametrize("wave,rate,pattern", [
+    (VOICE, 44100, "sample rate 44100 Hz; the model needs 16000 Hz"),
+    (np.stack([VOICE, VOICE], axis=1), 16000, r"got 2 channels \(shape \(48000, 2\)\); pass mono"),
+    (np.stack([VOICE, VOICE]), 16000, "got 2 channels"),
+    ((VOICE * 32767).astype(np.int16), 16000, "expected float samples .* got int16"),
+    (np.where(np.arange(len(VOICE)) == 5, np.nan, VOICE), 16000, "samples contain NaN or infinity"),
+    (VOICE[:8000], 16000, r"0.50 s is too short; a clip needs at least 1 s"),
+    (np.zeros(16000 * 10, np.float32), 16000, "the audio is silent .* allow_silent=True"),
+    (VOICE * 20, 16000, r"samples must lie in \[-1, 1\], peak is 2"),
+])
+def test_bad_audio(wave, rate, pattern):
+    with pytest.raises(InputError, match=f"^audio: {pattern}"):
+        check_audio(wave, rate)
+
+
+def test_silent_audio_is_accepted_on_request():
+    assert not check_audio(np.zeros(16000 * 2, np.float32), allow_silent=True).any()
+
+
+# ------------------------------------------------------------------------------ expression
+@pytest.mark.parametrize("text,pattern", [
+    ("", "is empty"), ("   \n\t", "is empty"), (None, "expected text, got NoneType"),
+    ("word " * 300, "1499 characters is too long"),
+])
+def test_bad_expression(text, pattern):
+    with pytest.raises(InputError, match=f"^expression: {pattern}"):
+        check_expression(text)
+
+
+def test_expression_is_stripped():
+    assert check_expression("  the red whistle \n") == "the red whistle"
+
+
+@pytest.fixture(scope="module")
+def auditor():
+    pytest.importorskip("torch")
+    from runtime_helpers import tiny_artifact
+
+    from auditor_lite.runtime import Auditor
+
+    return Auditor.load(tiny_artifact()[0])
+
+
+def test_overlong_tokenisation_warns_and_truncates(auditor):
+    long_text = "x " * 300  # 600 characters: allowed, but 302 tokens with [CLS] and [SEP]
+    with pytest.warns(UserWarning, match="longer than 256 tokens, cut to the first 256"):
+        auditor.embed_text(long_text)
+    # Cut at 256 tokens: more words beyond the cut do not change the embedding.
+    with pytest.warns(UserWarning):
+        np.testing.assert_allclose(auditor.embed_text(long_text + "drum"), auditor.embed_text(long_text))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        auditor.embed_text("the xylophone on the left")
+    assert not caught
+
+
+def test_bad_input_reaches_the_caller_before_any_graph_runs(auditor, monkeypatch):
+    frames = np.random.default_rng(0).integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)
+    good_mask = np.zeros((16, 16), bool)
+    good_mask[4:9, 4:9] = True
+    runs = []
+    for graph in auditor.graphs.values():
+        monkeypatch.setattr(graph, "run", lambda *args, **kwargs: runs.append(args))
+    with pytest.raises(InputError, match="^audio: "):
+        auditor.audit(frames, np.stack([VOICE, VOICE], 1), "the dog", [good_mask], frame_index=0)
+    with pytest.raises(InputError, match=r"^masks\[0\]: is 8x8"):
+        auditor.audit(frames, VOICE, "the dog", [np.ones((8, 8), bool)], frame_index=0)
+    with pytest.raises(InputError, match="^expression: "):
+        auditor.audit(frames, VOICE, "  ", [good_mask], frame_index=0)
+    with pytest.raises(InputError, match="^frame_index: "):
+        auditor.audit(frames, VOICE, "the dog", [good_mask], frame_index=10)
+    assert runs == []
+
+
+# ------------------------------------------------------------------------------ files
+def write_frames(folder, count=10, size=(24, 24), names="{}.jpg"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for t in range(count):
+        Image.fromarray(np.full((*size, 3), 20 * t, np.uint8)).save(folder / names.format(t))
+    return folder
+
+
+def test_frames_folder_layouts(tmp_path):
+    assert files.load_frames_dir(write_frames(tmp_path / "a")).shape == (10, 24, 24, 3)
+    # Any 10 images in natural order: frame_2 before frame_10.
+    natural = write_frames(tmp_path / "b", names="frame_{}.png")
+    loaded = files.load_frames_dir(natural)
+    assert [int(x) for x in loaded[:, 0, 0, 0]] == [20 * t for t in range(10)]
+    with pytest.raises(DataError, match="found 9 images; a clip is 10 frames"):
+        files.load_frames_dir(write_frames(tmp_path / "c", count=9))
+    mixed = write_frames(tmp_path / "d")
+    Image.fromarray(np.zeros((30, 24, 3), np.uint8)).save(mixed / "4.jpg")
+    with pytest.raises(DataError, match=r"4\.jpg: is 24x30, the first frame is 24x24"):
+        files.load_frames_dir(mixed)
+    corrupt = write_frames(tmp_path / "e")
+    (corrupt / "7.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(DataError, match=r"7\.jpg: not a readable image"):
+        files.load_frames_dir(corrupt)
+
+
+def test_audio_file_mixdown_and_resampling(tmp_path):
+    notes = []
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.stack([VOICE, -VOICE * 0.5], 1), 16000, subtype="FLOAT")
+    mono = files.load_audio_file(stereo, notes.append)
+    np.testing.assert_allclose(mono, VOICE * 0.25, atol=1e-6)
+    assert notes == ["stereo.wav: 2 channels mixed down to mono"]
+    rate44 = tmp_path / "cd.wav"
+    t = np.arange(44100 * 2) / 44100
+    sf.write(rate44, 0.5 * np.sin(2 * np.pi * 440 * t), 44100, subtype="FLOAT")
+    notes.clear()
+    wave = files.load_audio_file(rate44, notes.append)
+    assert notes == ["cd.wav: resampled from 44100 Hz to 16000 Hz"] and len(wave) == 32000
+    n = np.arange(32000)
+    np.testing.assert_allclose(wave[100:-100], 0.5 * np.sin(2 * np.pi * 440 * n / 16000)[100:-100], atol=1e-3)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEnope")
+    with pytest.raises(DataError, match=r"bad\.wav: not a decodable audio file"):
+        files.load_audio_file(tmp_path / "bad.wav")
+    with pytest.raises(DataError, match="audio file not found"):
+        files.load_audio_file(tmp_path / "missing.wav")
+
+
+def test_mask_files_must_be_two_valued(tmp_path):
+    mask = np.zeros((16, 16), np.uint8)
+    mask[3:9, 3:9] = 255
+    Image.fromarray(mask).save(tmp_path / "ok.png")
+    palette = Image.fromarray((mask > 0).astype(np.uint8)).convert("P")
+    palette.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)
+    palette.save(tmp_path / "palette.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "empty.png")
+    loaded = files.load_mask_files([tmp_path / "ok.png", tmp_path / "palette.png", tmp_path / "empty.png"])
+    assert (loaded[0] == (mask > 0)).all() and (loaded[1] == (mask > 0)).all() and not loaded[2].any()
+    soft = (np.linspace(0, 255, 256).reshape(16, 16)).astype(np.uint8)
+    Image.fromarray(soft).save(tmp_path / "soft.png")
+    with pytest.raises(DataError, match=r"soft\.png: not a binary mask: 256 distinct pixel values"):
+        files.load_mask_file(tmp_path / "soft.png")
+    Image.fromarray(mask).save(tmp_path / "lossy.jpg", quality=30)
+    with pytest.raises(DataError, match=r"lossy\.jpg: not a binary mask"):
+        files.load_mask_file(tmp_path / "lossy.jpg")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(DataError, match=r"broken\.png: not a readable image"):
+        files.load_mask_file(tmp_path / "broken.png")
+
+
+def test_video_without_ffmpeg_says_what_to_do(tmp_path, monkeypatch):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    monkeypatch.setattr(files.shutil, "which", lambda name: None)
+    with pytest.raises(DataError, match=r"clip\.mp4: decoding a video needs the ffmpeg program .* --frames DIR"):
+        files.read_video(video)
+
+
+# ------------------------------------------------------------------------------ resampling
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_resampled_tone_matches_the_ideal_one(rate):
+    t = np.arange(rate) / rate  # 1 s
+    out = resample(0.5 * np.sin(2 * np.pi * 1000 * t), rate, 16000)
+    assert out.dtype == np.float32 and len(out) == 16000
+    ideal = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(16000) / 16000)
+    np.testing.assert_allclose(out[200:-200], ideal[200:-200], atol=1e-3)  # edges see zero padding
+
+
+def test_resampling_removes_what_16k_cannot_hold():
+    t = np.arange(44100) / 44100
+    out = resample(0.5 * np.sin(2 * np.pi * 11000 * t), 44100, 16000)  # above 8 kHz Nyquist: must vanish
+    assert np.sqrt(np.mean(out[200:-200] ** 2)) < 1e-3  # an aliasing resampler leaves ~0.35 (a 5 kHz tone)
+    same = np.arange(10, dtype=np.float64)
+    np.testing.assert_array_equal(resample(same, 16000, 16000), same.astype(np.float32))
+    with pytest.raises(ValueError, match="1-D"):
+        resample(np.zeros((2, 10)), 44100, 16000)
