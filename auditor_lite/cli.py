@@ -15,6 +15,7 @@ COMMANDS = {
     "data": "auditor_lite.data.cli:data",
     "eval": "auditor_lite.eval.cli:eval_cmd",
     "baseline": "auditor_lite.baselines.cli:baseline",
+    "bench": "auditor_lite.benchmark.cli:bench",
     "convert-mqauditor": "auditor_lite.eval.cli:convert_mqauditor",
     "audit": "auditor_lite.runtime.cli:audit",
     "select": "auditor_lite.runtime.cli:select",

@@ -173,11 +173,9 @@ def test_copyright_notes_pick_readme_then_last_dep5_paragraph():
 
 # -- procedural library and appearance words ------------------------------------------------------
 def test_procedural_library_is_deterministic_and_complete():
+    # No timing assertion: speed is shown by benchmarks, not by unit tests on a noisy machine.
     procedural_library.cache_clear()
-    started = time.perf_counter()
     lib = procedural_library(11)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 2.0, f"procedural library took {elapsed:.2f} s"
     procedural_library.cache_clear()
     again = procedural_library(11)
     assert again is not lib

@@ -1,0 +1,64 @@
+"""The issue-6 speed goals, checked against the latency rows of one interleaved run.
+
+All four are read from the same run (the same machine minute for every variant). A goal whose
+variants were not measured (no INT8 graphs, 13 masks not asked for) is reported as not evaluated
+(``met: None``), never as met.
+"""
+
+from __future__ import annotations
+
+INT8_FUSED_MASKS_PER_S = 500.0   # INT8 fused, 13 masks per clip
+SINGLE_MASK_P50_MS = 10.0        # one mask, end to end, warm (loaded, warmed-up) auditor
+FUSED_VS_NAIVE = 5.0             # per mask, 13 masks per clip
+INT8_VS_FP32 = 1.3               # ONNX Runtime, fused graph, 13 masks per clip
+
+# The layout Auditor.load picks (split when shipped), best precision first: the production path.
+PRODUCTION_ORDER = ("ort int8-cpu split", "ort int8-cpu fused", "ort fp32 split", "ort fp32 fused")
+
+
+def _goal(goal: str, target: str, measured, met, source: str, note: str = "") -> dict:
+    return {"goal": goal, "target": target, "measured": measured, "met": met, "from": source, "note": note}
+
+
+def evaluate_goals(rows: list[dict], goal_masks: int = 13) -> list[dict]:
+    index = {(r["variant"], r["masks"]): r for r in rows}
+
+    def row(variant, masks):
+        return index.get((variant, masks))
+
+    goals = []
+    int8 = row("ort int8-cpu fused", goal_masks)
+    goals.append(_goal(f"INT8 fused throughput at {goal_masks} masks per clip",
+                       f">= {INT8_FUSED_MASKS_PER_S:g} masks/s",
+                       None if int8 is None else int8["masks_per_s"],
+                       None if int8 is None else int8["masks_per_s"] >= INT8_FUSED_MASKS_PER_S,
+                       f"ort int8-cpu fused @{goal_masks}",
+                       "" if int8 else "not measured (no int8-cpu fused graph, or masks list lacks it)"))
+
+    single = next((row(v, 1) for v in PRODUCTION_ORDER if row(v, 1)), None)
+    cached = next((row(v.replace("split", "cached"), 1) for v in PRODUCTION_ORDER
+                   if v.endswith("split") and row(v.replace("split", "cached"), 1)), None)
+    note = "" if single else "not measured (1 mask not in the masks list)"
+    if single and cached:
+        note = (f"full call (preprocessing + context + masks); with the context already cached in a "
+                f"warm ClipSession ({cached['variant']}): p50 {cached['p50_ms']:.2f} ms")
+    goals.append(_goal("single-mask end-to-end p50, warm auditor", f"<= {SINGLE_MASK_P50_MS:g} ms",
+                       None if single is None else single["p50_ms"],
+                       None if single is None else single["p50_ms"] <= SINGLE_MASK_P50_MS,
+                       "-" if single is None else f"{single['variant']} @1", note))
+
+    precision = "int8-cpu" if row("ort int8-cpu fused", goal_masks) else "fp32"
+    fused, naive = row(f"ort {precision} fused", goal_masks), row(f"ort {precision} naive", goal_masks)
+    ratio = None if not (fused and naive) else naive["per_mask_ms"] / fused["per_mask_ms"]
+    goals.append(_goal(f"fused vs naive per mask at {goal_masks} masks", f">= {FUSED_VS_NAIVE:g}x", ratio,
+                       None if ratio is None else ratio >= FUSED_VS_NAIVE,
+                       f"ort {precision} naive / fused @{goal_masks}",
+                       "" if ratio is not None else "not measured"))
+
+    fp32 = row("ort fp32 fused", goal_masks)
+    ratio = None if not (fp32 and int8) else fp32["p50_ms"] / int8["p50_ms"]
+    goals.append(_goal(f"INT8 vs ONNX Runtime FP32 (fused, {goal_masks} masks)", f">= {INT8_VS_FP32:g}x",
+                       ratio, None if ratio is None else ratio >= INT8_VS_FP32,
+                       f"ort fp32 fused / ort int8-cpu fused @{goal_masks}",
+                       "" if ratio is not None else "not measured (needs both precisions' fused graphs)"))
+    return goals

@@ -1,0 +1,270 @@
+"""Run the whole benchmark in one process and assemble its report (a JSON-ready dict).
+
+Order: decode the clip; build every variant; time all (variant, mask count) cases interleaved;
+record what each case ran (graph calls) and that all layouts of a precision agree; time the text
+encoder cold; profile; score accuracy on a benchmark slice; check the issue-6 goals.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from auditor_lite.benchmark.timing import LatencyStats, machine_info, percentile, time_interleaved
+from auditor_lite.benchmark.variants import (CPU, CPU_PRECISIONS, LAYOUTS, SAMPLE_CLIP, build_variants,
+                                             load_clip)
+from auditor_lite.data.schema import DataError
+
+GOAL_MASKS = 13  # MQ-RAVSBench's mean number of candidates per expression
+
+
+@dataclass
+class BenchOptions:
+    model_dir: Path
+    checkpoint: Path | None = None
+    mask_counts: tuple[int, ...] = (1, GOAL_MASKS)
+    repeats: int = 50
+    warmup: int = 5
+    threads: int | None = None            # default: every CPU, as the runtime does
+    clip_dir: Path = SAMPLE_CLIP
+    bench: Path | None = None              # accuracy needs a benchmark; skipped without one
+    accuracy_expressions: int = 100
+    profile_repeats: int = 20
+    text_repeats: int = 20
+    gpu: bool = True
+    layouts: tuple[str, ...] = LAYOUTS
+    log: Callable[[str], None] = field(default=lambda message: None)
+
+
+def case_name(variant: str, masks: int) -> str:
+    return f"{variant} @{masks}"
+
+
+def _graph_calls(variant, clip, masks) -> tuple[dict, list]:
+    """What one call of the case runs (session counters) and its results."""
+    before = dict(variant.warm_session.stats) if variant.layout == "cached" else {}
+    results, stats = variant.call(clip, masks)
+    calls = {k: v - before.get(k, 0) for k, v in stats.items() if v - before.get(k, 0)}
+    if len(results) != len(masks):
+        raise RuntimeError(f"{variant.name}: {len(results)} results for {len(masks)} masks")
+    return calls, results
+
+
+def time_cases(variants, clip, options: BenchOptions) -> tuple[list[dict], list[str]]:
+    """Latency rows of every case, timed interleaved; naive at 1 mask is the fused call itself."""
+    cases, meta, notes = {}, {}, []
+    for count in options.mask_counts:
+        masks = clip.masks_for(count)
+        for variant in variants:
+            if variant.layout == "naive" and count == 1:
+                continue
+            name = case_name(variant.name, count)
+            cases[name] = partial(variant.call, clip, masks)
+            meta[name] = (variant, count, *_graph_calls(variant, clip, masks))
+    if any(v.layout == "naive" for v in variants) and 1 in options.mask_counts:
+        notes.append("naive at 1 mask is the fused call itself (one context for one mask): not timed twice")
+
+    def progress(done, total):
+        if done == total or done % max(1, total // 10) == 0:
+            options.log(f"  round {done}/{total}")
+
+    options.log(f"timing {len(cases)} cases interleaved: {options.warmup} warm-up + {options.repeats} rounds")
+    seconds = time_interleaved(cases, options.repeats, options.warmup, on_round=progress)
+    rows = []
+    for name, (variant, count, calls, results) in meta.items():
+        row = LatencyStats.from_seconds(variant.name, count, seconds[name]).to_dict()
+        row.update(layout=variant.layout, precision=variant.precision, engine=variant.engine,
+                   graph_calls=calls, raw_iou=[r.raw_iou for r in results])
+        rows.append(row)
+    notes += _agreement(rows)
+    return rows, notes
+
+
+def _agreement(rows: list[dict], torch_tolerance: float = 1e-3) -> list[str]:
+    """``max_iou_diff_vs_fused``: the largest |raw IoU - the fused variant's| of the same engine and
+    precision at the same mask count (the layouts compute one function; this shows they do). Also a
+    note when torch eager and ONNX Runtime FP32 disagree: the checkpoint is not the model's."""
+    def reference(variant, masks):
+        return next((r for r in rows if r["variant"] == variant and r["masks"] == masks), None)
+
+    def max_diff(a, b):
+        return max(abs(x - y) for x, y in zip(a["raw_iou"], b["raw_iou"]))
+
+    notes = []
+    for row in rows:
+        fused = reference(f"{row['variant'].rsplit(' ', 1)[0]} fused", row["masks"])
+        if fused is not None:
+            row["max_iou_diff_vs_fused"] = max_diff(row, fused)
+        onnx = reference("ort fp32 fused", row["masks"])
+        if row["engine"].startswith("torch") and onnx is not None and max_diff(row, onnx) > torch_tolerance:
+            notes.append(f"torch eager and ort fp32 differ by up to {max_diff(row, onnx):.3g} in IoU at "
+                         f"{row['masks']} masks: is --checkpoint the checkpoint the model directory was exported from?")
+    for row in rows:
+        del row["raw_iou"]
+    return notes
+
+
+def speedups(rows: list[dict]) -> list[dict]:
+    """Fused vs naive (per mask), split vs fused, INT8 vs FP32 and ONNX Runtime vs torch."""
+    index = {(r["variant"], r["masks"]): r for r in rows}
+    out = []
+
+    def add(what, masks, slow, fast):
+        a, b = index.get((slow, masks)), index.get((fast, masks))
+        if a and b:
+            out.append({"comparison": what, "masks": masks, "x": a["p50_ms"] / b["p50_ms"],
+                        "slower": slow, "faster": fast})
+
+    masks_seen = sorted({r["masks"] for r in rows})
+    prefixes = sorted({r["variant"].rsplit(" ", 1)[0] for r in rows})
+    for masks in masks_seen:
+        for prefix in prefixes:
+            add(f"{prefix}: fused vs naive", masks, f"{prefix} naive", f"{prefix} fused")
+            add(f"{prefix}: split vs fused", masks, f"{prefix} fused", f"{prefix} split")
+        for layout in ("fused", "split", "naive", "cached"):
+            add(f"int8-cpu vs fp32 ({layout})", masks, f"ort fp32 {layout}", f"ort int8-cpu {layout}")
+        add("onnxruntime fp32 vs torch eager (fused)", masks, "torch fp32 fused", "ort fp32 fused")
+    return out
+
+
+def text_encoder_cost(variants, expression: str, repeats: int) -> list[dict]:
+    """Cold (cache cleared: tokenize + text graph) and cached embedding cost of each text graph."""
+    out, seen = [], set()
+    for variant in variants:
+        text = getattr(variant.auditor, "text", None)
+        if text is None or text.graph.path in seen:
+            continue
+        seen.add(text.graph.path)
+        cold = []
+        for _ in range(repeats):
+            text.cache.clear()
+            start = time.perf_counter()
+            text.embed(expression)
+            cold.append(1e3 * (time.perf_counter() - start))
+        start = time.perf_counter()
+        for _ in range(repeats):
+            text.embed(expression)
+        cached_us = 1e6 * (time.perf_counter() - start) / repeats
+        out.append({"file": text.graph.path.name, "cold_p50_ms": percentile(cold, 50),
+                    "cold_p99_ms": percentile(cold, 99), "cached_us": cached_us, "calls": repeats})
+    return out
+
+
+def model_sizes(manifest) -> list[dict]:
+    """File sizes (MB) per precision: fused graph, split graphs, text encoder; tokenizer apart."""
+    files = manifest.data["files"]
+
+    def mb(name):
+        return None if name is None else files[name]["bytes"] / 1e6
+
+    rows = []
+    for precision in ("fp32", "int8-cpu", "int8-trt"):
+        fused = manifest.graphs.get("auditor", {}).get(precision)
+        parts = [manifest.graphs.get(g, {}).get(precision) for g in ("context", "masks")]
+        text = manifest.graphs.get("text_encoder", {}).get(precision)
+        if fused is None and None in parts:
+            continue
+        rows.append({"precision": precision, "fused_mb": mb(fused),
+                     "split_mb": None if None in parts else mb(parts[0]) + mb(parts[1]),
+                     "text_encoder_mb": mb(text),
+                     "files": [f for f in [fused, *parts, text] if f is not None]})
+    if "tokenizer.json" in files:
+        rows.append({"precision": "tokenizer.json", "fused_mb": None, "split_mb": None,
+                     "text_encoder_mb": mb("tokenizer.json"), "files": ["tokenizer.json"]})
+    return rows
+
+
+def profiles(variants, clip, options: BenchOptions, threads: int) -> dict:
+    """Stage breakdowns (fused at the largest mask count, the production layout at every count)
+    and ONNX Runtime op profiles of each CPU precision's fused graph."""
+    from auditor_lite.benchmark.profile import op_profile, stage_breakdown
+
+    largest = max(options.mask_counts)
+    stages, ops = [], []
+    by_name = {v.name: v for v in variants}
+    for prefix in ("torch fp32", *(f"ort {p}" for p in CPU_PRECISIONS)):
+        fused = by_name.get(f"{prefix} fused")
+        if fused is None:
+            continue
+        options.log(f"profiling {fused.name}")
+        breakdown = stage_breakdown(fused, clip, clip.masks_for(largest), options.profile_repeats)
+        feeds = breakdown.pop("feeds")
+        stages.append(breakdown)
+        if prefix.startswith("ort ") and "graph: fused" in feeds:
+            ops.append({"variant": fused.name, "masks": largest,
+                        **op_profile(fused.auditor.graphs["auditor"].path, feeds["graph: fused"][0], threads,
+                                     runs=options.profile_repeats)})
+        production = by_name.get(f"{prefix} split")
+        for count in (options.mask_counts if production else ()):
+            breakdown = stage_breakdown(production, clip, clip.masks_for(count), options.profile_repeats)
+            breakdown.pop("feeds")
+            stages.append(breakdown)
+    return {"stages": stages, "ops": ops}
+
+
+def _accuracy(variants, options: BenchOptions, threads: int, notes: list[str]) -> dict | None:
+    from auditor_lite.benchmark.accuracy import accuracy_table
+
+    if options.bench is None:
+        notes.append("accuracy: skipped (pass --bench BENCH)")
+        return None
+    auditors = {}
+    for variant in variants:  # one auditor per engine + precision (the layouts agree)
+        auditors.setdefault(variant.name.rsplit(" ", 1)[0], variant.auditor)
+    if not any(v.precision == "int8-trt" for v in variants):
+        from auditor_lite.manifest import load_manifest
+        from auditor_lite.runtime import Auditor
+
+        if "int8-trt" in load_manifest(options.model_dir, verify=False).graphs.get("auditor", {}):
+            # The TensorRT graph's QDQ arithmetic scored on the CPU (TensorRT itself is not here).
+            auditors["ort int8-trt (cpu)"] = Auditor.load(options.model_dir, precision="int8-trt",
+                                                          providers=CPU, intra_op_threads=threads)
+    options.log(f"accuracy: {len(auditors)} artifacts on up to {options.accuracy_expressions} expressions "
+                f"of {options.bench}")
+    return accuracy_table(auditors, options.bench, options.accuracy_expressions)
+
+
+def run_suite(options: BenchOptions) -> dict:
+    """Everything ``auditor-lite bench`` reports, as one JSON-ready dict."""
+    from auditor_lite.benchmark.goals import evaluate_goals
+    from auditor_lite.manifest import load_manifest
+
+    if not options.mask_counts or min(options.mask_counts) < 1:
+        raise ValueError(f"masks per clip must be positive integers, got {options.mask_counts}")
+    threads = options.threads or os.cpu_count() or 1
+    started = time.perf_counter()
+    clip = load_clip(options.clip_dir)
+    options.log(f"loading {options.model_dir}")
+    variants, notes = build_variants(options.model_dir, threads, options.checkpoint, options.gpu,
+                                     options.layouts)
+    if not variants:
+        raise DataError(options.model_dir, "no graph this machine can run; nothing to benchmark")
+    for variant in variants:
+        variant.prepare(clip)
+    rows, timing_notes = time_cases(variants, clip, options)
+    manifest = load_manifest(options.model_dir, verify=False)
+    report = {
+        "machine": machine_info(threads),
+        "options": {"masks": list(options.mask_counts), "repeats": options.repeats, "warmup": options.warmup,
+                    "threads": threads, "interleaved": True, "profile_repeats": options.profile_repeats},
+        "model": {"dir": str(options.model_dir), "name": manifest.name,
+                  "default_precision": manifest.default_precision,
+                  "checkpoint": None if options.checkpoint is None else str(options.checkpoint)},
+        "clip": clip.describe(),
+        "variants": [v.describe() for v in variants],
+        "latency": rows,
+        "speedups": speedups(rows),
+        "text_encoder": text_encoder_cost(variants, clip.expression, options.text_repeats),
+        "sizes": model_sizes(manifest),
+    }
+    report["profile"] = profiles(variants, clip, options, threads)
+    report["accuracy"] = _accuracy(variants, options, threads, notes)
+    report["goals"] = evaluate_goals(rows, GOAL_MASKS)
+    report["notes"] = notes + timing_notes
+    report["machine"]["load_average_1m_end"] = machine_info(threads).get("load_average_1m")
+    report["seconds"] = time.perf_counter() - started
+    return report

@@ -1,0 +1,273 @@
+"""``auditor-lite bench`` on the tiny model directory: variants, counts, reports. No timing assertions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from auditor_lite.benchmark.profile import aggregate_ops, instrumented, stage_breakdown
+from auditor_lite.benchmark.timing import LatencyStats, percentile, time_interleaved
+
+torch = pytest.importorskip("torch")
+
+from runtime_helpers import copy_artifact, tiny_artifact  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent / "fixtures" / "upstream_small"
+
+
+# ----------------------------------------------------------------------------- timing
+def test_percentile_by_hand():
+    values = [40, 15, 50, 35, 20]  # sorted: 15 20 35 40 50 at positions 0..4
+    assert percentile(values, 50) == 35                       # position 2
+    assert percentile(values, 90) == pytest.approx(46.0)      # position 3.6: 40 + 0.6 * 10
+    assert percentile(values, 99) == pytest.approx(49.6)      # position 3.96: 40 + 0.96 * 10
+    assert percentile(values, 0) == 15 and percentile(values, 100) == 50
+    assert percentile(range(1, 11), 90) == pytest.approx(9.1)  # position 8.1 of 1..10
+    assert percentile([7.0], 99) == 7.0
+    for q in (50, 90, 99):  # numpy's default method is the same definition
+        assert percentile(values, q) == pytest.approx(np.percentile(values, q))
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 50)
+    with pytest.raises(ValueError, match=r"\[0, 100\]"):
+        percentile(values, 101)
+
+
+def test_latency_stats_by_hand():
+    stats = LatencyStats.from_seconds("v", 4, [0.040, 0.010, 0.030, 0.020])
+    assert stats.p50_ms == pytest.approx(25.0)   # between 20 and 30 ms
+    assert stats.per_mask_ms == pytest.approx(6.25)
+    assert stats.masks_per_s == pytest.approx(160.0)  # 4 masks / 25 ms
+    assert stats.mean_ms == pytest.approx(25.0) and stats.min_ms == pytest.approx(10.0)
+    assert stats.to_dict()["masks_per_s"] == pytest.approx(160.0)
+    with pytest.raises(ValueError, match="no timed calls"):
+        LatencyStats.from_seconds("v", 1, [])
+
+
+def test_time_interleaved_round_robin_and_rotation():
+    now, order = [0.0], []
+
+    def case(name, seconds):
+        def run():
+            order.append(name)
+            now[0] += seconds
+        return run
+
+    cases = {"a": case("a", 1.0), "b": case("b", 2.0), "c": case("c", 3.0)}
+    timed = time_interleaved(cases, repeats=2, warmup=1, clock=lambda: now[0])
+    assert order == list("abc" "bca" "cab")  # every round has every case; each starts one later
+    assert timed == {"a": [1.0, 1.0], "b": [2.0, 2.0], "c": [3.0, 3.0]}  # warm-up round dropped
+    with pytest.raises(ValueError, match="repeats"):
+        time_interleaved(cases, repeats=0)
+
+
+def test_aggregate_ops_skips_warmup_by_hand():
+    events = [
+        {"cat": "Session", "name": "model_run", "ts": 0, "dur": 900},      # warm-up run
+        {"cat": "Node", "name": "conv_kernel_time", "ts": 10, "dur": 800, "args": {"op_name": "Conv"}},
+        {"cat": "Session", "name": "model_run", "ts": 1000, "dur": 500},
+        {"cat": "Node", "name": "conv_kernel_time", "ts": 1010, "dur": 300, "args": {"op_name": "Conv"}},
+        {"cat": "Node", "name": "conv_fence_before", "ts": 1009, "dur": 50, "args": {"op_name": "Conv"}},
+        {"cat": "Node", "name": "mm_kernel_time", "ts": 1310, "dur": 100, "args": {"op_name": "MatMul"}},
+        {"cat": "Session", "name": "model_run", "ts": 2000, "dur": 700},
+        {"cat": "Node", "name": "conv_kernel_time", "ts": 2010, "dur": 500, "args": {"op_name": "Conv"}},
+        {"cat": "Node", "name": "mm_kernel_time", "ts": 2510, "dur": 100, "args": {"op_name": "MatMul"}},
+    ]
+    report = aggregate_ops(events, skip_runs=1)
+    assert report["runs"] == 2 and report["run_ms"] == pytest.approx(0.6)   # median of 500, 700 us
+    assert report["kernel_ms"] == pytest.approx(0.5)                        # (800 + 200) us / 2 runs
+    conv, matmul = report["ops"]
+    assert (conv["op"], conv["ms"], conv["share"], conv["nodes"]) == ("Conv", pytest.approx(0.4), pytest.approx(0.8), 1)
+    assert (matmul["op"], matmul["share"]) == ("MatMul", pytest.approx(0.2))
+    assert report["heaviest_nodes"][0] == {"node": "conv", "op": "Conv", "ms": pytest.approx(0.4),
+                                           "share": pytest.approx(0.8)}
+    with pytest.raises(ValueError, match="cannot skip"):
+        aggregate_ops(events, skip_runs=3)
+
+
+# ----------------------------------------------------------------------------- the tiny model
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """The tiny FP32 directory plus dynamically quantized INT8 graphs, so every variant exists."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from auditor_lite.manifest import update_manifest
+
+    directory = copy_artifact(tmp_path_factory.mktemp("bench") / "model")
+    for graph in ("auditor", "context", "masks"):
+        quantize_dynamic(directory / f"{graph}.onnx", directory / f"{graph}.int8-cpu.onnx",
+                         weight_type=QuantType.QInt8)
+    update_manifest(directory, graphs={g: {"int8-cpu": f"{g}.int8-cpu.onnx"} for g in ("auditor", "context", "masks")})
+    return directory
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "checkpoint"
+    tiny_artifact()[1].save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip():
+    from auditor_lite.benchmark.variants import load_clip
+
+    return load_clip()
+
+
+@pytest.fixture(scope="module")
+def variants(model_dir, checkpoint):
+    from auditor_lite.benchmark.variants import build_variants
+
+    built, notes = build_variants(model_dir, 1, checkpoint, gpu=False)
+    return {v.name: v for v in built}, notes
+
+
+def _count_graph_calls(variant, clip, masks):
+    """Results of one call and how often each graph runner of the auditor ran."""
+    auditor, counts = variant.auditor, {"fused": 0, "context": 0, "masks": 0}
+
+    def counting(method, key):
+        original = getattr(auditor, method)
+
+        def run(*args):
+            counts[key] += 1
+            return original(*args)
+        return run
+
+    runners = {"run_fused": "fused", "run_context": "context", "run_masks": "masks"}
+    for method, key in runners.items():
+        setattr(auditor, method, counting(method, key))
+    try:
+        results, _ = variant.call(clip, masks)
+    finally:
+        for method in runners:
+            vars(auditor).pop(method, None)
+    return results, counts
+
+
+def test_variants_and_what_each_runs(variants, clip):
+    by_name, notes = variants
+    expected = {f"ort {p} {layout}" for p in ("fp32", "int8-cpu") for layout in ("fused", "split", "naive", "cached")}
+    assert set(by_name) == expected | {"torch fp32 fused"}
+    assert any("--no-gpu" in n for n in notes)
+    masks = clip.masks_for(5)
+    calls = {}
+    for name in ("ort fp32 fused", "ort fp32 naive", "ort fp32 split", "ort int8-cpu cached"):
+        by_name[name].prepare(clip)  # the cached layout encodes its context here, once
+        results, calls[name] = _count_graph_calls(by_name[name], clip, masks)
+        assert [r.index for r in results] == [0, 1, 2, 3, 4]
+    assert calls["ort fp32 naive"] == {"fused": 5, "context": 0, "masks": 0}   # one context per mask
+    assert calls["ort fp32 fused"] == {"fused": 1, "context": 0, "masks": 0}
+    assert calls["ort fp32 split"] == {"fused": 0, "context": 1, "masks": 1}
+    assert calls["ort int8-cpu cached"] == {"fused": 0, "context": 0, "masks": 1}
+    assert clip.masks_for(15)[13] is clip.masks[0]  # the sample clip's 13 masks, cycled
+
+
+def test_stage_breakdown_restores_the_runtime(variants, clip):
+    from auditor_lite.runtime import session as session_module
+
+    fused = variants[0]["ort fp32 fused"]
+    before = session_module.prepare_frames
+    breakdown = stage_breakdown(fused, clip, clip.masks_for(3), repeats=2)
+    assert session_module.prepare_frames is before
+    assert "run_fused" not in vars(fused.auditor) and "embed_text" not in vars(fused.auditor)
+    stages = {s["stage"]: s for s in breakdown["stages"]}
+    assert {"graph: fused", "prepare frames", "prepare masks", "input checks", "build results"} <= set(stages)
+    assert sum(s["share"] for s in breakdown["stages"]) == pytest.approx(1.0, abs=1e-6)
+    assert breakdown["feeds"]["graph: fused"][0]["masks"].shape[0] == 3
+    torch_variant = variants[0]["torch fp32 fused"]
+    own = vars(torch_variant.auditor)["embed_text"]  # an attribute the adapter owns, not a method
+    with instrumented(torch_variant.auditor):
+        assert vars(torch_variant.auditor)["embed_text"] is not own
+    assert vars(torch_variant.auditor)["embed_text"] is own
+
+
+def test_suite_report_and_outputs(model_dir, checkpoint, tmp_path):
+    from auditor_lite.benchmark.report import write_outputs
+    from auditor_lite.benchmark.suite import BenchOptions, run_suite
+
+    options = BenchOptions(model_dir=model_dir, checkpoint=checkpoint, mask_counts=(1, 13), repeats=2, warmup=1,
+                           threads=1, bench=BENCH, accuracy_expressions=2, profile_repeats=2, text_repeats=2, gpu=False)
+    report = run_suite(options)
+    rows = {(r["variant"], r["masks"]): r for r in report["latency"]}
+    assert ("ort fp32 naive", 1) not in rows and ("ort fp32 naive", 13) in rows
+    assert len(rows) == 9 * 2 - 2 and all(r["calls"] == 2 for r in rows.values())
+    assert rows[("ort int8-cpu naive", 13)]["graph_calls"] == {"fused_calls": 13}
+    assert rows[("ort fp32 split", 13)]["graph_calls"] == {"context_encodes": 1, "mask_calls": 1}
+    assert rows[("ort fp32 cached", 1)]["graph_calls"] == {"context_cache_hits": 1, "mask_calls": 1}
+    assert rows[("ort fp32 naive", 13)]["max_iou_diff_vs_fused"] < 1e-5  # the layouts compute one function
+    assert rows[("ort fp32 split", 13)]["max_iou_diff_vs_fused"] < 1e-5
+    fused, naive = rows[("ort int8-cpu fused", 13)], rows[("ort int8-cpu naive", 13)]
+    goals = {g["goal"].split(" ")[0] + g["target"]: g for g in report["goals"]}
+    assert len(report["goals"]) == 4 and all(isinstance(g["met"], bool) for g in report["goals"])
+    assert goals["fused>= 5x"]["measured"] == pytest.approx(naive["p50_ms"] / fused["p50_ms"])
+    assert goals["INT8>= 500 masks/s"]["measured"] == pytest.approx(13e3 / fused["p50_ms"])
+    speedup = next(s for s in report["speedups"]
+                   if s["comparison"] == "ort fp32: fused vs naive" and s["masks"] == 13)
+    fp32_ratio = rows[("ort fp32 naive", 13)]["p50_ms"] / rows[("ort fp32 fused", 13)]["p50_ms"]
+    assert speedup["x"] == pytest.approx(fp32_ratio)
+    assert {s["precision"] for s in report["sizes"]} == {"fp32", "int8-cpu", "tokenizer.json"}
+    assert report["text_encoder"][0]["file"] == "text_encoder.onnx"
+    artifacts = report["accuracy"]["artifacts"]
+    assert set(artifacts) == {"torch fp32", "ort fp32", "ort int8-cpu"}
+    assert artifacts["torch fp32"]["rmse"] == pytest.approx(artifacts["ort fp32"]["rmse"], abs=1e-4)
+    assert not any("is --checkpoint" in n for n in report["notes"])  # the right checkpoint agrees
+    assert {p["graph"] for p in report["profile"]["ops"]} == {"auditor.onnx", "auditor.int8-cpu.onnx"}
+    assert report["machine"]["threads"] == 1 and report["options"]["interleaved"]
+
+    paths = write_outputs(report, tmp_path / "out")
+    assert [p.name for p in paths] == ["bench.json", "bench.md", "bench.png"]
+    saved = json.loads(paths[0].read_text())
+    assert saved["latency"][0]["p50_ms"] == report["latency"][0]["p50_ms"]
+    markdown = paths[1].read_text()
+    assert "| ort int8-cpu naive | 13 |" in markdown and "Where the time goes" in markdown
+    assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_goals_not_measured_are_not_met(model_dir, tmp_path):
+    from auditor_lite.benchmark.suite import BenchOptions, run_suite
+
+    report = run_suite(BenchOptions(model_dir=model_dir, mask_counts=(2,), repeats=1, warmup=0, threads=1,
+                                    profile_repeats=1, text_repeats=1, gpu=False, layouts=("fused",)))
+    assert [g["met"] for g in report["goals"]] == [None, None, None, None]
+    assert report["accuracy"] is None and any("--bench" in n for n in report["notes"])
+    assert any("--checkpoint" in n for n in report["notes"])
+
+
+def test_a_foreign_checkpoint_is_flagged(model_dir, tmp_path):
+    from auditor_lite.benchmark.suite import BenchOptions, run_suite
+    from runtime_helpers import tiny_model
+
+    model = tiny_model()
+    with torch.no_grad():
+        model.iou_head[-1].bias += 2.0  # another model of the same sizes
+    model.save_pretrained(tmp_path / "other")
+    report = run_suite(BenchOptions(model_dir=model_dir, checkpoint=tmp_path / "other", mask_counts=(2,), repeats=1,
+                                    warmup=0, threads=1, profile_repeats=1, text_repeats=1, gpu=False,
+                                    layouts=("fused",)))
+    assert any("is --checkpoint the checkpoint" in n for n in report["notes"])
+
+
+def test_cli(model_dir, tmp_path):
+    from auditor_lite.benchmark.cli import bench
+
+    runner = CliRunner()
+    out = tmp_path / "out"
+    result = runner.invoke(bench, ["--model", str(model_dir), "--masks", "1,2", "--repeats", "1", "--warmup", "0",
+                                   "--threads", "1", "--layouts", "fused,naive", "--profile-repeats", "1",
+                                   "--no-gpu", "--no-plot", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "End-to-end latency" in result.output and "ort int8-cpu naive" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md"]
+    bad = runner.invoke(bench, ["--model", str(model_dir), "--masks", "1,0"])
+    assert bad.exit_code == 2 and "positive integers" in bad.output
+    bad = runner.invoke(bench, ["--model", str(model_dir), "--layouts", "fused,batched"])
+    assert bad.exit_code == 2 and "fused, split, naive, cached" in bad.output
+    missing = runner.invoke(bench, ["--model", str(tmp_path / "nowhere"), "--no-plot"])
+    assert missing.exit_code == 1 and "nowhere" in missing.output and "Traceback" not in missing.output
+    no_clip = runner.invoke(bench, ["--model", str(model_dir), "--clip", str(tmp_path), "--no-plot"])
+    assert no_clip.exit_code == 1 and "truth.json" in no_clip.output
