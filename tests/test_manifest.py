@@ -173,3 +173,30 @@ def test_manifest_module_imports_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "auditor-lite-model" in result.stdout
+
+
+def test_slim_keeps_only_requested_precisions_and_verifies(model_dir, tmp_path_factory):
+    from auditor_lite.export.slim import slim_model_dir
+
+    tmp_path = tmp_path_factory.mktemp("slim_out")  # outside model_dir (which is its own tmp_path)
+
+    iou_graph(model_dir / "auditor.int8-cpu.onnx")
+    (model_dir / "calibration" / "predictions").mkdir()
+    (model_dir / "calibration" / "predictions" / "fp32.jsonl").write_text("{}\n")
+    update_manifest(model_dir, graphs={"auditor": {"int8-cpu": "auditor.int8-cpu.onnx"}})
+    out = tmp_path / "slim"
+    data = slim_model_dir(model_dir, out, keep=("int8-cpu",))
+    assert data["graphs"] == {"auditor": {"int8-cpu": "auditor.int8-cpu.onnx"},
+                              "text_encoder": {"int8-cpu": "text_encoder.int8.onnx"}}
+    assert data["default_precision"] == "int8-cpu"
+    assert not (out / "auditor.onnx").exists()
+    assert not (out / "calibration" / "predictions").exists()
+    assert (out / "calibration" / "table.json").exists()
+    assert set(load_manifest(out, verify=True).data["files"]) == {
+        "auditor.int8-cpu.onnx", "text_encoder.int8.onnx", "config.json", "calibration/table.json"}
+    with pytest.raises(FileExistsError, match="overwrite"):
+        slim_model_dir(model_dir, out)
+    # A graph with none of the kept precisions keeps what it has: the directory stays complete.
+    fp32_only = slim_model_dir(model_dir, tmp_path / "fp32", keep=("fp32",))
+    assert fp32_only["graphs"]["text_encoder"] == {"int8-cpu": "text_encoder.int8.onnx"}
+    assert fp32_only["default_precision"] == "fp32"

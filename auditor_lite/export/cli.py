@@ -136,3 +136,27 @@ def trt_cmd(model_dir, out, graph, precision, mask_profile, cache_dir):
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(engine.read_bytes())
         click.echo(f"copied to {out}")
+
+
+@export.command("slim")
+@click.option("--model", "model_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A complete model directory (from 'export int8').")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the trimmed copy.")
+@click.option("--keep", multiple=True, default=("int8-cpu",), show_default=True,
+              type=click.Choice(["fp32", "int8-cpu", "int8-trt"]),
+              help="Precision(s) to keep (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing model directory at --out.")
+def slim_cmd(model_dir: Path, out: Path, keep: tuple[str, ...], overwrite: bool):
+    """Copy a model directory keeping only the graphs of the given precisions (re-hashed manifest)."""
+    from auditor_lite.export.slim import slim_model_dir
+    from auditor_lite.manifest import ManifestError
+
+    try:
+        manifest = slim_model_dir(model_dir, out, keep=keep, overwrite=overwrite)
+    except (ManifestError, FileExistsError) as err:
+        raise click.ClickException(str(err)) from None
+    total = sum(f["bytes"] for f in manifest["files"].values())
+    click.echo(f"wrote {out}: {len(manifest['files'])} files, {_mb(total)}; graphs "
+               + ", ".join(f"{g}: {'/'.join(p)}" for g, p in manifest["graphs"].items()))
