@@ -1,0 +1,235 @@
+"""Score calibration: a monotone IoU recalibration map plus a split-conformal interval.
+
+The graph's raw ``iou`` is a regression output with no stated reliability; a robot deciding to act
+on a mask needs "the true IoU lies in [low, high] with probability >= 90 %". Two steps, fitted on
+data the network never trained on (held-out train uids, or half of a test split by uid):
+
+1. **Centred isotonic recalibration** ``f``: the blocks of the isotonic (monotone least-squares)
+   fit of true on raw IoU (sklearn ``IsotonicRegression``), one knot per block at its mean raw
+   IoU, linear in between and constant beyond the outer knots (``np.interp(raw, x, y)``); see
+   :func:`fit_isotonic_knots` for why not the plain step function.
+2. **Split-conformal interval**: on a second, disjoint half (grouped by uid), the scores
+   ``s_i = |y_i - f(x_i)|``; with ``n`` scores and miscoverage ``alpha = 1 - coverage``, ``q`` is the
+   ``k = ceil((n + 1)(1 - alpha))``-th smallest score (``q = 1`` when ``k > n``: too few scores for the
+   asked coverage). For a new mask exchangeable with the calibration half,
+   ``P(|y - f(x)| <= q) >= 1 - alpha``; the interval ``[clip(f(x) - q), clip(f(x) + q)]`` inherits
+   it (clipping to [0, 1] never drops a true IoU, which lies in [0, 1]).
+
+The stored form is ``score_calibration.json`` (docs/artifact.md). This module is imported by the
+torch-free runtime: numpy only at import time; scikit-learn is imported inside the fitting function.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from auditor_lite.data.schema import DataError
+
+SCORE_CALIBRATION_FILE = "score_calibration.json"
+DEFAULT_COVERAGE = 0.9
+COVERAGE_TOLERANCE = 0.02  # test coverage further than this from the target is flagged
+CONFORMAL_SCORE = "abs residual after recalibration"
+
+
+@dataclass
+class ScoreCalibration:
+    """Knots of the recalibration map and the conformal half-width ``q`` at ``coverage``."""
+
+    x: list[float]
+    y: list[float]
+    coverage: float
+    q: float
+    n: int  # conformal scores behind q
+    method: str = "centred isotonic"
+    fit_on: str = ""
+    extra: dict = field(default_factory=dict)  # provenance and test-coverage reports
+
+    def apply(self, raw_iou) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return apply_score_calibration(raw_iou, self)
+
+    def to_json(self) -> dict:
+        out = {"method": self.method, "fit_on": self.fit_on, "x": list(self.x), "y": list(self.y),
+               "conformal": {"coverage": self.coverage, "q": self.q, "n": self.n,
+                             "score": CONFORMAL_SCORE}}
+        out.update(self.extra)
+        return out
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+
+def _knots(values, name: str, source) -> list[float]:
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(source, "must be a list of numbers", name) from None
+    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
+        raise DataError(source, "must be a non-empty list of finite numbers", name)
+    return array.tolist()
+
+
+def parse_score_calibration(obj, source="score_calibration.json") -> ScoreCalibration:
+    """Validate a decoded ``score_calibration.json``; DataError naming the field on a problem."""
+    if not isinstance(obj, dict):
+        raise DataError(source, f"expected a JSON object, got {type(obj).__name__}")
+    x, y = _knots(obj.get("x"), "x", source), _knots(obj.get("y"), "y", source)
+    if len(x) != len(y):
+        raise DataError(source, f"x has {len(x)} knots, y has {len(y)}", "y")
+    if np.any(np.diff(x) <= 0):
+        raise DataError(source, "knots must be strictly increasing (np.interp needs it)", "x")
+    if np.any(np.diff(y) < 0) or min(y) < 0 or max(y) > 1:
+        raise DataError(source, "must be non-decreasing values in [0, 1] (a monotone IoU map)", "y")
+    conformal = obj.get("conformal")
+    if not isinstance(conformal, dict):
+        raise DataError(source, "missing object {coverage, q, n}", "conformal")
+    numbers = {}
+    for name, low, high in (("coverage", 0.0, 1.0), ("q", 0.0, 1.0), ("n", 1, math.inf)):
+        value = conformal.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise DataError(source, f"must be a number in [{low}, {high}], got {value!r}",
+                            f"conformal.{name}")
+        numbers[name] = value
+    extra = {k: v for k, v in obj.items() if k not in ("method", "fit_on", "x", "y", "conformal")}
+    return ScoreCalibration(x=x, y=y, coverage=float(numbers["coverage"]), q=float(numbers["q"]),
+                            n=int(numbers["n"]), method=str(obj.get("method", "centred isotonic")),
+                            fit_on=str(obj.get("fit_on", "")), extra=extra)
+
+
+def load_score_calibration(path) -> ScoreCalibration:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "score calibration file not found")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"invalid JSON ({exc})") from None
+    return parse_score_calibration(obj, path)
+
+
+def apply_score_calibration(raw_iou, calib) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw graph IoU -> ``(iou, low, high)`` float arrays: recalibrated IoU and its interval.
+
+    ``calib`` is a :class:`ScoreCalibration` or the decoded JSON object. Torch-free, numpy only.
+    """
+    if not isinstance(calib, ScoreCalibration):
+        calib = parse_score_calibration(calib)
+    raw = np.asarray(raw_iou, dtype=np.float64)
+    iou = np.interp(raw, calib.x, calib.y)  # clips outside the knots: out_of_bounds='clip'
+    low = np.clip(iou - calib.q, 0.0, 1.0)
+    high = np.clip(iou + calib.q, 0.0, 1.0)
+    return iou, low, high
+
+
+def conformal_quantile(scores, coverage: float) -> float:
+    """The ``ceil((n + 1) * coverage)``-th smallest score (1.0 when that exceeds ``n``)."""
+    scores = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1))
+    if scores.size == 0:
+        raise ValueError("conformal_quantile: no calibration scores")
+    if not 0.0 < coverage < 1.0:
+        raise ValueError(f"coverage must lie strictly between 0 and 1, got {coverage}")
+    # The small epsilon keeps e.g. (19 + 1) * 0.9 = 18.000000000000004 from becoming 19.
+    k = math.ceil((scores.size + 1) * coverage - 1e-9)
+    return 1.0 if k > scores.size else float(scores[k - 1])
+
+
+def fit_isotonic_knots(raw, true) -> tuple[list[float], list[float]]:
+    """Knots ``(x, y)`` of the centred isotonic fit of ``true`` on ``raw`` (both in [0, 1]).
+
+    Plain isotonic regression is a step function: every mask in a flat block gets the same value,
+    so masks with the same true IoU (0 for every wrong object, 1 for every ground-truth mask) get
+    *identical* residuals, and the conformal quantile lands on such a tie: the interval then covers
+    the whole tied group, well above the stated coverage (measured: 98 % for 90 % on a trained
+    teacher). The centred variant (Oron & Flournoy, 2017) keeps the isotonic blocks but puts one
+    knot per block, at the mean raw IoU of its samples, and interpolates linearly between them:
+    still monotone, strictly increasing between the outer knots, so residuals no longer tie.
+    """
+    from sklearn.isotonic import IsotonicRegression  # fitting only: the runtime never gets here
+
+    raw, true = np.asarray(raw, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if raw.shape != true.shape or raw.ndim != 1 or raw.size < 2:
+        raise ValueError(f"fit_isotonic_knots: need two 1-D arrays of the same length >= 2, "
+                         f"got {raw.shape} and {true.shape}")
+    model = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(raw, true)
+    order = np.argsort(raw, kind="stable")
+    xs, fitted = raw[order], model.predict(raw[order])
+    starts = np.r_[0, np.flatnonzero(np.diff(fitted) != 0) + 1]  # first sample of each block
+    ends = np.r_[starts[1:], xs.size]
+    x = [float(xs[a:b].mean()) for a, b in zip(starts, ends)]
+    y = [float(fitted[a]) for a in starts]
+    return x, y
+
+
+def split_by_group(groups, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of two halves with no group (uid) in both, of about equal sample counts."""
+    groups = np.asarray(groups, dtype=object).astype(str)
+    unique = np.unique(groups)
+    if unique.size < 2:
+        raise ValueError(f"split_by_group: need at least 2 groups (uids), got {unique.size}")
+    order = np.random.default_rng(seed).permutation(unique)
+    counts = {g: c for g, c in zip(*np.unique(groups, return_counts=True))}
+    cumulative = np.cumsum([counts[g] for g in order])
+    # First half: the shortest prefix of the shuffled groups reaching half of the samples.
+    cut = int(np.searchsorted(cumulative, groups.size / 2.0)) + 1
+    cut = min(max(cut, 1), unique.size - 1)
+    first = np.isin(groups, order[:cut])
+    return first, ~first
+
+
+def fit_score_calibration(raw, true, groups, coverage: float = DEFAULT_COVERAGE, seed: int = 0,
+                          fit_on: str = "") -> ScoreCalibration:
+    """Isotonic map on one uid-half, conformal ``q`` on the other (see the module docstring)."""
+    raw, true = np.asarray(raw, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if raw.shape != true.shape or raw.shape != np.shape(groups):
+        raise ValueError(f"fit_score_calibration: raw {raw.shape}, true {true.shape} and groups "
+                         f"{np.shape(groups)} must have the same length")
+    fit_rows, conformal_rows = split_by_group(groups, seed)
+    x, y = fit_isotonic_knots(raw[fit_rows], true[fit_rows])
+    calibrated = np.interp(raw[conformal_rows], x, y)
+    scores = np.abs(true[conformal_rows] - calibrated)
+    q = conformal_quantile(scores, coverage)
+    n_fit_uids = np.unique(np.asarray(groups, dtype=object)[fit_rows].astype(str)).size
+    description = (f"{fit_on}: isotonic on {int(fit_rows.sum())} samples ({n_fit_uids} uids), "
+                   f"conformal on the other {int(conformal_rows.sum())}").lstrip(": ")
+    return ScoreCalibration(x=x, y=y, coverage=float(coverage), q=q, n=int(conformal_rows.sum()),
+                            fit_on=description, extra={"n_fit": int(fit_rows.sum())})
+
+
+def coverage_report(calib: ScoreCalibration, raw, true) -> dict:
+    """Empirical coverage and width of the interval, and RMSE before/after recalibration."""
+    raw, true = np.asarray(raw, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if raw.size == 0:
+        return {"n": 0, "coverage": None, "mean_width": None, "rmse_raw": None,
+                "rmse_calibrated": None, "within_tolerance": None}
+    iou, low, high = apply_score_calibration(raw, calib)
+    covered = float(np.mean((true >= low) & (true <= high)))
+    return {
+        "n": int(raw.size),
+        "coverage": covered,
+        "target": calib.coverage,
+        "mean_width": float(np.mean(high - low)),
+        "rmse_raw": float(np.sqrt(np.mean((raw - true) ** 2))),
+        "rmse_calibrated": float(np.sqrt(np.mean((iou - true) ** 2))),
+        "within_tolerance": bool(abs(covered - calib.coverage) <= COVERAGE_TOLERANCE),
+    }
+
+
+def format_calibration(calib: ScoreCalibration) -> str:
+    """A printable summary: where it was fitted, q, and the test coverage reports."""
+    lines = [f"score calibration ({calib.method}, {len(calib.x)} knots) fitted on {calib.fit_on}",
+             f"  conformal interval: +/- {calib.q:.4f} for {100 * calib.coverage:.0f}% coverage "
+             f"(n = {calib.n})"]
+    for name, rep in calib.extra.get("test", {}).items():
+        if not rep.get("n"):
+            continue
+        flag = "" if rep["within_tolerance"] else f"  (outside +/-{100 * COVERAGE_TOLERANCE:.0f} points)"
+        lines.append(f"  {name}: coverage {100 * rep['coverage']:.1f}% of {rep['n']} masks, mean width "
+                     f"{rep['mean_width']:.3f}; IoU RMSE raw {rep['rmse_raw']:.4f} -> calibrated "
+                     f"{rep['rmse_calibrated']:.4f}{flag}")
+    return "\n".join(lines)
