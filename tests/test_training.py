@@ -16,7 +16,7 @@ from auditor_lite.data.reader import Benchmark  # noqa: E402
 from auditor_lite.training import features as feat  # noqa: E402
 from auditor_lite.training.batches import heldout_split  # noqa: E402
 from auditor_lite.training.distill import Distiller, _log_probs  # noqa: E402
-from auditor_lite.training.losses import soft_kl  # noqa: E402
+from auditor_lite.training.losses import grounding_loss, soft_kl  # noqa: E402
 from auditor_lite.training.predict import SILENT_SUFFIX, predict  # noqa: E402
 from auditor_lite.training.train import Trainer, TrainOptions  # noqa: E402
 
@@ -72,6 +72,17 @@ def test_feature_cache_matches_the_benchmark_and_is_reused(bench, tmp_path):
     # Unpacked masks equal the reader's masks prepared at 32 px.
     expect = feat.load_candidate_masks(records[0].candidates, 32)
     np.testing.assert_array_equal(f1.unpack_masks(f1.mask_rows(0)), expect.astype(np.uint8))
+    # The grounding target is the key frame's ground truth: the perfect candidate's mask for a
+    # referring expression, empty (and still valid) for a null one.
+    assert f1.gt_valid.all()
+    gt = f1.unpack_gt(np.arange(len(records)))
+    for e, record in enumerate(records):
+        if record.is_null:
+            assert gt[e].sum() == 0
+            continue
+        perfect = [i for i, c in enumerate(record.candidates)
+                   if c.mask_type == "perfect" and c.frame == record.kfid]
+        np.testing.assert_array_equal(gt[e], f1.unpack_masks(f1.mask_rows(e)[perfect])[0])
     f2, path2, hit2 = feat.load_or_build_features(bench, tmp_path, 32, 32, progress=False)
     assert hit2 and path2 == path
     np.testing.assert_array_equal(f2.masks, f1.masks)
@@ -171,6 +182,19 @@ def test_distill_from_predictions_file(bench, tmp_path):
         write_predictions(other, [{"uid": "nope", "frame": 0, "cand_id": "perfect-0", "iou": 1.0,
                                    "mask_type": "perfect", "action": "accept"}])
         Distiller(options(bench, tmp_path / "s2", preset="student", max_steps=1), teacher_pred=other).run()
+
+
+def test_grounding_loss_prefers_the_right_map_and_skips_invalid_rows():
+    gt = torch.zeros(2, 1, 8, 8)
+    gt[0, 0, 2:6, 2:6] = 1.0                                 # row 1: a null expression (empty)
+    right = (gt * 2 - 1) * 8.0                                 # confident and correct logits
+    wrong = -right
+    valid = torch.tensor([True, True])
+    assert grounding_loss(right, gt, valid) < 0.05 < 1.0 < grounding_loss(wrong, gt, valid)
+    # Masks at twice the map's resolution are pooled to it.
+    big = torch.nn.functional.interpolate(gt, scale_factor=2.0)
+    assert grounding_loss(right, big, valid) == pytest.approx(float(grounding_loss(right, gt, valid)))
+    assert float(grounding_loss(wrong, gt, torch.tensor([False, False]))) == 0.0
 
 
 def test_soft_kl_by_hand():

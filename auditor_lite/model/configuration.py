@@ -52,6 +52,9 @@ class AuditorConfig(PretrainedConfig):
         audio_channels: int | None = None,
         audio_strides: list | None = None,
         text_tokens: int | None = None,
+        grounding_channels: int | None = None,
+        grounding_stages: list | None = None,
+        key_motion: bool | None = None,
         num_frames: int = NUM_FRAMES,
         text_dim: int = TEXT_EMBEDDING_DIM,
         sample_rate: int = SAMPLE_RATE,
@@ -75,7 +78,9 @@ class AuditorConfig(PretrainedConfig):
                      context_depth=context_depth, decoder_depth=decoder_depth, dropout=dropout,
                      frame_size=frame_size, frame_stages=frame_stages, key_size=key_size,
                      key_stages=key_stages, mask_stages=mask_stages, audio_channels=audio_channels,
-                     audio_strides=audio_strides, text_tokens=text_tokens)
+                     audio_strides=audio_strides, text_tokens=text_tokens,
+                     grounding_channels=grounding_channels, grounding_stages=grounding_stages,
+                     key_motion=key_motion)
         sizes.update({k: v for k, v in given.items() if v is not None})
         self.preset_name = preset_name
         self.d_model = int(sizes["d_model"])
@@ -92,6 +97,9 @@ class AuditorConfig(PretrainedConfig):
         self.audio_channels = int(sizes["audio_channels"])
         self.audio_strides = [int(s) for s in sizes["audio_strides"]]
         self.text_tokens = int(sizes["text_tokens"])
+        self.grounding_channels = int(sizes["grounding_channels"])
+        self.grounding_stages = _stage_list("grounding_stages", sizes["grounding_stages"])
+        self.key_motion = bool(sizes["key_motion"])
         self.num_frames = num_frames
         self.text_dim = text_dim
         self.sample_rate = sample_rate
@@ -135,9 +143,14 @@ class AuditorConfig(PretrainedConfig):
         return self.spectrogram_frames // math.prod(self.audio_strides)
 
     @property
+    def grounding_grid(self) -> int:
+        return self._grid(self.key_size, self.grounding_stages)
+
+    @property
     def context_tokens(self) -> int:
-        """Tokens the context trunk attends over: text, audio, frames, key frame (in that order)."""
-        return (self.text_tokens + self.audio_tokens + self.num_frames * self.frame_grid ** 2
+        """Tokens the context trunk attends over: the grounding token, text, audio, frames and the
+        key frame (in that order)."""
+        return (1 + self.text_tokens + self.audio_tokens + self.num_frames * self.frame_grid ** 2
                 + self.key_grid ** 2)
 
     def validate_dims(self) -> None:
@@ -149,7 +162,7 @@ class AuditorConfig(PretrainedConfig):
         need(self.d_model % self.num_heads == 0, "num_heads",
              f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
         for name, size in (("frame_stages", self.frame_size), ("key_stages", self.key_size),
-                           ("mask_stages", self.key_size)):
+                           ("mask_stages", self.key_size), ("grounding_stages", self.key_size)):
             total = math.prod(s for _, s in getattr(self, name))
             need(size % total == 0, name, f"input size {size} is not divisible by the total stride {total}")
         need(self.spectrogram_frames % math.prod(self.audio_strides) == 0, "audio_strides",
@@ -157,3 +170,6 @@ class AuditorConfig(PretrainedConfig):
              f"prod({self.audio_strides})")
         need(self.pad_mode in audio.PAD_MODES, "pad_mode", f"must be one of {audio.PAD_MODES}")
         need(self.text_tokens >= 1, "text_tokens", "must be >= 1")
+        need(self.grounding_channels >= 1, "grounding_channels", "must be >= 1")
+        need(not self.key_motion or self.key_size % self.frame_size == 0, "key_motion",
+             f"key_size={self.key_size} must be a multiple of frame_size={self.frame_size}")

@@ -19,6 +19,12 @@ Two stages, so that a clip's context is encoded once and shared by any number of
   MQ-Auditor does) into a small grid of tokens, prepends learned IoU / type / action query tokens
   (MQ-Auditor's ``<iou>`` token), and lets them attend to themselves and to the context.
 
+Grounding (:mod:`auditor_lite.model.grounding`): the trunk also carries a learned grounding token;
+from it and the key-frame tokens, ``audit_masks`` predicts a soft map of the referred object on the
+key frame (once per clip; supervised by the ground-truth mask in training, ``grounding_logits``),
+and each mask's overlap statistics with that map are added to the query tokens and read by the
+heads. This is what makes the text and the audio matter to a model this small.
+
 At export B is 1 and N is the only dynamic dimension: the context is shared through broadcasting
 MatMuls (never repeated per mask), and there is no data-dependent control flow.
 """
@@ -29,14 +35,18 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from auditor_lite.model.audio import LogMelSpectrogram
 from auditor_lite.model.configuration import AuditorConfig
+from auditor_lite.model.grounding import (NUM_MASK_FEATURES, EdgeMap, GroundingHead,
+                                          agreement_features, boundary_features)
 from auditor_lite.model.layers import (ConvStem, DecoderBlock, EncoderBlock, LearnedTokens,
                                        conv_geometry, grid_to_tokens)
 
+MOTION_CHANNELS = 3 + 10  # key frame minus the mean frame (RGB), each frame's grey minus the mean grey
 IOU_QUERY, TYPE_QUERY, ACTION_QUERY = 0, 1, 2  # positions of the learned query tokens
 NUM_QUERIES = 3
 
@@ -47,6 +57,7 @@ class AuditorOutput(ModelOutput):
     type_logits: torch.Tensor | None = None
     action_logits: torch.Tensor | None = None
     iou_logits: torch.Tensor | None = None
+    grounding_logits: torch.Tensor | None = None
 
 
 def _check_shape(name: str, tensor: torch.Tensor, expected: tuple) -> None:
@@ -112,7 +123,7 @@ class AuditorModel(AuditorPreTrainedModel):
         self.audio_encoder = AudioEncoder(config)
         self.frame_stem = ConvStem(3, config.frame_stages)
         self.frame_proj = nn.Linear(self.frame_stem.out_channels, d)
-        self.key_stem = ConvStem(3, config.key_stages)
+        self.key_stem = ConvStem(3 + (MOTION_CHANNELS if config.key_motion else 0), config.key_stages)
         self.key_proj = nn.Linear(self.key_stem.out_channels, d)
         # Learned positions double as modality embeddings (each modality has its own table);
         # frame positions are factorised into time (which of the 10 frames) and space.
@@ -121,6 +132,7 @@ class AuditorModel(AuditorPreTrainedModel):
         self.frame_time_pos = LearnedTokens(config.num_frames, d)
         self.frame_space_pos = LearnedTokens(config.frame_grid ** 2, d)
         self.key_pos = LearnedTokens(config.key_grid ** 2, d)
+        self.grounding_token = LearnedTokens(1, d)
         self.context_blocks = nn.ModuleList(
             EncoderBlock(d, config.num_heads, config.mlp_ratio, config.dropout)
             for _ in range(config.context_depth))
@@ -142,16 +154,24 @@ class AuditorModel(AuditorPreTrainedModel):
             DecoderBlock(d, config.num_heads, config.mlp_ratio, config.dropout)
             for _ in range(config.decoder_depth))
         self.decoder_norm = nn.LayerNorm(d)
-        # --- heads, each reading its own query token ---
-        self.iou_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
-        self.type_head = nn.Linear(d, len(config.mask_types))
-        self.action_head = nn.Linear(d, len(config.actions))
+        # --- grounding: where the referred object is; each mask is compared with it ---
+        self.grounding = GroundingHead(d, config.grounding_channels, config.grounding_stages,
+                                       config.key_grid, config.key_size)
+        self.edges = EdgeMap()
+        self.agreement_embed = nn.Sequential(nn.Linear(NUM_MASK_FEATURES, d), nn.GELU(),
+                                             nn.Linear(d, d))
+        # --- heads, each reading its own query token and (directly) the agreement features ---
+        f = NUM_MASK_FEATURES
+        self.iou_head = nn.Sequential(nn.Linear(d + f, d), nn.GELU(), nn.Linear(d, 1))
+        self.type_head = nn.Sequential(nn.Linear(d + f, d), nn.GELU(), nn.Linear(d, len(config.mask_types)))
+        self.action_head = nn.Sequential(nn.Linear(d + f, d), nn.GELU(), nn.Linear(d, len(config.actions)))
         self.post_init()
 
     # ------------------------------------------------------------------ context
     def encode_context(self, frames: torch.Tensor, key_frame: torch.Tensor, audio: torch.Tensor,
                        text_embedding: torch.Tensor) -> torch.Tensor:
-        """Clip context tokens ``(B, context_tokens, d_model)``: text, audio, frames, key frame."""
+        """Clip context tokens ``(B, context_tokens, d_model)``: grounding token, text, audio,
+        frames, key frame."""
         c = self.config
         _check_shape("frames", frames, (None, c.num_frames, 3, c.frame_size, c.frame_size))
         batch = frames.shape[0]
@@ -167,12 +187,29 @@ class AuditorModel(AuditorPreTrainedModel):
         per_frame = grid_to_tokens(self.frame_stem(frames.flatten(0, 1)))  # (B*T, g*g, C)
         per_frame = self.frame_proj(per_frame).reshape(batch, c.num_frames, c.frame_grid ** 2, c.d_model)
         per_frame = per_frame + self.frame_time_pos().unsqueeze(1) + self.frame_space_pos()
-        key = self.key_proj(grid_to_tokens(self.key_stem(key_frame))) + self.key_pos()
+        key = self.key_proj(grid_to_tokens(self.key_stem(self._key_input(frames, key_frame)))) + self.key_pos()
 
-        x = torch.cat([text, sound, per_frame.flatten(1, 2), key], dim=1)
+        ground = self.grounding_token().unsqueeze(0).expand(batch, 1, c.d_model)
+        x = torch.cat([ground, text, sound, per_frame.flatten(1, 2), key], dim=1)
         for block in self.context_blocks:
             x = block(x)
         return self.context_norm(x)
+
+    def _key_input(self, frames: torch.Tensor, key_frame: torch.Tensor) -> torch.Tensor:
+        """The key-frame stem's input: the key frame, plus (``key_motion``) what moves in the clip.
+
+        Background pixels equal the clip's mean frame; moving and pulsing (sounding) objects do
+        not, so these channels make objectness and "which one makes the sound" cheap to learn.
+        """
+        c = self.config
+        if not c.key_motion:
+            return key_frame
+        mean = frames.mean(dim=1)                                   # (B, 3, S, S)
+        grey = frames.mean(dim=2)                                   # (B, T, S, S)
+        motion = torch.cat([mean, grey - grey.mean(dim=1, keepdim=True)], dim=1)
+        motion = F.interpolate(motion, scale_factor=float(c.key_size // c.frame_size), mode="bilinear",
+                               align_corners=False)
+        return torch.cat([key_frame, key_frame - motion[:, :3], motion[:, 3:]], dim=1)
 
     # ------------------------------------------------------------------ masks
     def audit_masks(self, context: torch.Tensor, masks: torch.Tensor, key_frame: torch.Tensor,
@@ -192,26 +229,35 @@ class AuditorModel(AuditorPreTrainedModel):
             raise ValueError(f"AuditorModel.audit_masks: context has {context.shape[0]} clips for "
                              f"{num_masks} masks; pass clip_index to say which clip each mask is of")
 
-        key_features = self.mask_key_in(key_frame)  # once per clip, not per mask
+        # Once per clip, not per mask: the key frame's share of the mask stem's first conv, and the
+        # grounding map (read from the grounding token and the key-frame tokens of the context).
+        key_features = self.mask_key_in(key_frame)
+        grounding_logits = self.grounding(key_frame, context[:, 0], context[:, c.context_tokens - c.key_grid ** 2:],
+                                          context[:, 1:1 + c.text_tokens])
+        grounding = self.grounding.probabilities(grounding_logits)
+        edges = self.edges(key_frame)
         if clip_index is not None:
             key_frame, key_features = key_frame[clip_index], key_features[clip_index]
+            grounding, edges = grounding[clip_index], edges[clip_index]
+        agreement = torch.cat([agreement_features(masks, grounding),
+                               boundary_features(masks, key_frame, edges)], dim=1)  # (N, F)
         mask_input = torch.cat([masks, masks * key_frame], dim=1)  # (N, 4, H, W), MQ-Auditor's pair
         x = self.mask_in_act(self.mask_in(mask_input) + key_features)
         tokens = self.mask_proj(grid_to_tokens(self.mask_stem(x))) + self.mask_pos()
-        queries = self.queries().unsqueeze(0).expand(num_masks, NUM_QUERIES, c.d_model)
+        queries = self.queries().unsqueeze(0) + self.agreement_embed(agreement).unsqueeze(1)
         x = torch.cat([queries, tokens], dim=1)
         for block in self.decoder_blocks:
             x = block(x, context, clip_index)
         x = self.decoder_norm(x)
 
-        iou_logits = self.iou_head(x[:, IOU_QUERY]).squeeze(-1)
+        iou_logits = self.iou_head(torch.cat([x[:, IOU_QUERY], agreement], dim=1)).squeeze(-1)
         iou = torch.sigmoid(iou_logits)
-        type_logits = self.type_head(x[:, TYPE_QUERY])
-        action_logits = self.action_head(x[:, ACTION_QUERY])
+        type_logits = self.type_head(torch.cat([x[:, TYPE_QUERY], agreement], dim=1))
+        action_logits = self.action_head(torch.cat([x[:, ACTION_QUERY], agreement], dim=1))
         if return_dict is False:
             return iou, type_logits, action_logits
         return AuditorOutput(iou=iou, type_logits=type_logits, action_logits=action_logits,
-                             iou_logits=iou_logits)
+                             iou_logits=iou_logits, grounding_logits=grounding_logits)
 
     # ------------------------------------------------------------------ fused
     def forward(self, frames: torch.Tensor, key_frame: torch.Tensor, audio: torch.Tensor,

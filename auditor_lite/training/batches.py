@@ -34,6 +34,8 @@ class Batch:
     iou: torch.Tensor              # (N,) float32
     type_index: torch.Tensor       # (N,) int64
     action_index: torch.Tensor     # (N,) int64
+    gt_mask: torch.Tensor          # (B, 1, K, K) ground truth of the key frame, in {0, 1}
+    gt_valid: torch.Tensor         # (B,) bool: the expression has a ground-truth mask
 
     def model_inputs(self) -> dict:
         return dict(frames=self.frames, key_frame=self.key_frame, audio=self.audio,
@@ -70,7 +72,9 @@ def make_batch(features: FeatureSet, expressions, rng: np.random.Generator | Non
         masks=masks, clip_index=torch.from_numpy(clip_index),
         iou=torch.from_numpy(features.iou[mask_rows]),
         type_index=torch.from_numpy(features.type_index[mask_rows]),
-        action_index=torch.from_numpy(features.action_index[mask_rows]))
+        action_index=torch.from_numpy(features.action_index[mask_rows]),
+        gt_mask=torch.from_numpy(features.unpack_gt(expressions)).float().unsqueeze(1),
+        gt_valid=torch.from_numpy(features.gt_valid[expressions]))
 
 
 def heldout_split(vids: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

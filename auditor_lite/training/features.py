@@ -10,7 +10,10 @@ the same functions the runtime uses) and stored once:
 * audio ``(E, CLIP_SAMPLES)`` float16 waveform (the log-mel front end is part of the model graph);
 * MiniLM sentence embeddings ``(E, 384)`` float32, one per expression, encoded in batches;
 * candidate masks at K x K, packed with ``np.packbits`` (``M`` rows, ``mask_start`` gives each
-  expression's slice), with labels: IoU, type index, action index, frame and cand_id.
+  expression's slice), with labels: IoU, type index, action index, frame and cand_id;
+* the ground-truth mask of each expression's key frame at K x K, packed the same way (all zeros
+  for a null expression; ``gt_valid`` is False where a referring expression has no ground-truth
+  mask on its key frame), the dense target of the grounding head.
 
 A cache file is keyed by the benchmark's absolute path, the mtimes of metadata.csv and of the split's
 JSON, split/mode, S, K and :data:`FEATURE_VERSION`, so an edited benchmark or another model input
@@ -38,7 +41,7 @@ from auditor_lite.data.schema import (ACTIONS, CLIP_SAMPLES, MASK_TYPES, META_DI
 from auditor_lite.model.preprocess import (TEXT_EMBEDDING_DIM, area_resize, prepare_audio,
                                            prepare_masks)
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 CACHE_DIR_NAME = ".feature_cache"
 TEXT_BATCH = 64
 
@@ -61,6 +64,8 @@ class FeatureSet:
     iou: np.ndarray           # (M,) float32
     type_index: np.ndarray    # (M,) int64 into MASK_TYPES
     action_index: np.ndarray  # (M,) int64 into ACTIONS
+    gt_masks: np.ndarray      # (E, ceil(K * K / 8)) uint8, packed ground truth of the key frame
+    gt_valid: np.ndarray      # (E,) bool
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -82,9 +87,15 @@ class FeatureSet:
 
     def unpack_masks(self, rows: np.ndarray) -> np.ndarray:
         """Masks ``rows`` as uint8 ``(n, K, K)`` in {0, 1}."""
+        return self._unpack(self.masks[rows])
+
+    def unpack_gt(self, expressions: np.ndarray) -> np.ndarray:
+        """Ground-truth key-frame masks of ``expressions`` as uint8 ``(n, K, K)`` in {0, 1}."""
+        return self._unpack(self.gt_masks[expressions])
+
+    def _unpack(self, packed: np.ndarray) -> np.ndarray:
         k = self.key_size
-        flat = np.unpackbits(self.masks[rows], axis=1, count=k * k)
-        return flat.reshape(len(rows), k, k)
+        return np.unpackbits(packed, axis=1, count=k * k).reshape(len(packed), k, k)
 
     def save(self, path: Path) -> None:
         # Written to a temporary name first: an interrupted build never leaves a truncated cache.
@@ -186,6 +197,8 @@ def build_features(bench, frame_size: int, key_size: int, split: str = "train", 
     key_frames = np.zeros((n, key_size, key_size, 3), np.uint8)
     audio = np.zeros((n, CLIP_SAMPLES), np.float16)
     masks, cand_ids, cand_frames, iou, type_index, action_index = [], [], [], [], [], []
+    gt_masks = np.zeros((n, (key_size * key_size + 7) // 8), np.uint8)
+    gt_valid = np.zeros(n, bool)
     mask_start = [0]
     for e, record in enumerate(tqdm(records, desc=f"features {split}", unit="expr",
                                     file=sys.stderr, disable=not progress)):
@@ -206,6 +219,11 @@ def build_features(bench, frame_size: int, key_size: int, split: str = "train", 
             type_index.append(MASK_TYPES.index(c.mask_type))
             action_index.append(ACTIONS.index(c.action))
         mask_start.append(mask_start[-1] + len(candidates))
+        gt_path = record.gt_masks.get(record.kfid)
+        if gt_path is not None:
+            gt = prepare_masks(load_mask(gt_path), key_size)[0, 0] > 0.5
+            gt_masks[e] = np.packbits(gt.reshape(-1))
+        gt_valid[e] = gt_path is not None or record.is_null
     return FeatureSet(
         uids=np.array([r.uid for r in records]), vids=np.array([r.vid for r in records]),
         frames=frames, key_frames=key_frames, audio=audio,
@@ -213,7 +231,7 @@ def build_features(bench, frame_size: int, key_size: int, split: str = "train", 
         mask_start=np.array(mask_start, np.int64), masks=np.concatenate(masks),
         cand_ids=np.array(cand_ids), cand_frames=np.array(cand_frames, np.int64),
         iou=np.array(iou, np.float32), type_index=np.array(type_index, np.int64),
-        action_index=np.array(action_index, np.int64))
+        action_index=np.array(action_index, np.int64), gt_masks=gt_masks, gt_valid=gt_valid)
 
 
 def load_or_build_features(bench, cache_dir, frame_size: int, key_size: int, split: str = "train",

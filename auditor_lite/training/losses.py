@@ -2,7 +2,9 @@
 
 IoU is learned with a mean squared error on the sigmoid output (the benchmark scores RMSE, so this
 is the metric itself), scaled by ``iou_weight`` because an MSE of IoUs (~0.01-0.05) is far smaller
-than a cross-entropy (~0.5-2). Type and action are cross-entropies with light label smoothing.
+than a cross-entropy (~0.5-2). Type and action are cross-entropies with light label smoothing. The
+grounding map is supervised by the ground-truth mask of the key frame, pooled to the map's grid:
+binary cross-entropy plus a soft Dice term (Dice keeps small objects from being ignored).
 
 Distillation (Hinton et al.): KL divergence between the teacher's and the student's class
 distributions softened at temperature T (scaled by T^2 so its gradient does not shrink with T),
@@ -28,6 +30,7 @@ class LossWeights:
     mask_type: float = 1.0
     action: float = 1.0
     label_smoothing: float = 0.05
+    grounding: float = 2.0
 
 
 @dataclass
@@ -40,8 +43,26 @@ class DistillWeights:
     temperature: float = 2.0
 
 
-def supervised_losses(out, iou, type_index, action_index, weights: LossWeights) -> dict[str, torch.Tensor]:
-    """Per-term ground-truth losses and their weighted ``total`` (all scalars)."""
+def grounding_loss(logits: torch.Tensor, gt_mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice of grounding logits ``(B, 1, G, G)`` against masks ``(B, 1, K, K)``."""
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    logits, target = logits[valid], gt_mask[valid]
+    target = F.adaptive_avg_pool2d(target, logits.shape[-2:])  # the share of each cell covered
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    prob = torch.sigmoid(logits).flatten(1)
+    target = target.flatten(1)
+    inter = (prob * target).sum(1)
+    # +1 smoothing: an empty target (null expression) is matched by an empty map.
+    dice = 1.0 - (2.0 * inter + 1.0) / (prob.sum(1) + target.sum(1) + 1.0)
+    return bce + dice.mean()
+
+
+def supervised_losses(out, iou, type_index, action_index, weights: LossWeights,
+                      gt_mask: torch.Tensor | None = None,
+                      gt_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-term ground-truth losses and their weighted ``total`` (all scalars); with ``gt_mask``
+    the grounding map's loss is included."""
     terms = {
         "iou_mse": F.mse_loss(out.iou, iou),
         "type_ce": F.cross_entropy(out.type_logits, type_index, label_smoothing=weights.label_smoothing),
@@ -50,6 +71,11 @@ def supervised_losses(out, iou, type_index, action_index, weights: LossWeights) 
     }
     terms["total"] = (weights.iou * terms["iou_mse"] + weights.mask_type * terms["type_ce"]
                       + weights.action * terms["action_ce"])
+    if gt_mask is not None and getattr(out, "grounding_logits", None) is not None:
+        if gt_valid is None:
+            gt_valid = torch.ones(gt_mask.shape[0], dtype=torch.bool)
+        terms["grounding"] = grounding_loss(out.grounding_logits, gt_mask, gt_valid)
+        terms["total"] = terms["total"] + weights.grounding * terms["grounding"]
     return terms
 
 

@@ -83,6 +83,18 @@ class TrainOptions:
             raise ValueError(f"--batch-clips must be >= 1, got {self.batch_clips}")
 
 
+def grounding_iou(logits: torch.Tensor, gt_mask: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
+    """Per-expression IoU of the grounding map (> 0.5, upsampled) with non-empty ground truths."""
+    size = gt_mask.shape[-1]
+    pred = torch.nn.functional.interpolate(logits, size=(size, size), mode="bilinear",
+                                           align_corners=False) > 0
+    gt = gt_mask > 0.5
+    inter = (pred & gt).flatten(1).sum(1).float()
+    union = (pred | gt).flatten(1).sum(1).float()
+    keep = valid & (gt.flatten(1).sum(1) > 0)
+    return (inter / union.clamp(min=1))[keep].numpy()
+
+
 def selection_score(metrics: dict) -> float:
     """Lower is better: IoU RMSE plus half the type and action error rates (both in [0, 1])."""
     return metrics["iou_rmse"] + 0.5 * (1 - metrics["type_acc"]) + 0.5 * (1 - metrics["action_acc"])
@@ -221,7 +233,7 @@ class Trainer:
         if len(self.val_rows) == 0:
             return None
         self.model.eval()
-        preds, types, actions = [], [], []
+        preds, types, actions, grounding = [], [], [], []
         size = 2 * self.opt.batch_clips
         for start in range(0, len(self.val_rows), size):
             batch = make_batch(self.features, self.val_rows[start:start + size])
@@ -229,6 +241,7 @@ class Trainer:
             preds.append(out.iou)
             types.append(out.type_logits.argmax(-1))
             actions.append(out.action_logits.argmax(-1))
+            grounding.append(grounding_iou(out.grounding_logits, batch.gt_mask, batch.gt_valid))
         self.model.train()
         rows = np.concatenate([self.features.mask_rows(e) for e in self.val_rows])
         iou = torch.cat(preds).numpy()
@@ -238,6 +251,10 @@ class Trainer:
             "action_acc": float(np.mean(torch.cat(actions).numpy() == self.features.action_index[rows])),
             "masks": int(len(rows)),
         }
+        ious = np.concatenate(grounding)
+        # Mean IoU of the thresholded grounding map with the ground truth, over the referring
+        # expressions (a diagnostic: it is not part of the selection score).
+        metrics["grounding_iou"] = float(ious.mean()) if len(ious) else float("nan")
         metrics["score"] = selection_score(metrics)
         return metrics
 
@@ -254,7 +271,8 @@ class Trainer:
         with recorder if recorder is not None else contextlib.nullcontext():
             context = self.model.encode_context(**batch.model_inputs())
             out = self.model.audit_masks(context, batch.masks, batch.key_frame, clip_index=batch.clip_index)
-        terms = supervised_losses(out, batch.iou, batch.type_index, batch.action_index, self.opt.loss_weights)
+        terms = supervised_losses(out, batch.iou, batch.type_index, batch.action_index,
+                                  self.opt.loss_weights, batch.gt_mask, batch.gt_valid)
         loss = self.gt_weight * terms["total"]
         extra = self.extra_losses(batch, out, context, recorder.states if recorder else None)
         if extra:
