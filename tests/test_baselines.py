@@ -81,3 +81,14 @@ def test_constant_baseline_uses_train_statistics(bench):
 def test_unknown_baseline():
     with pytest.raises(ValueError, match="unknown baseline 'oracle'"):
         make_baseline("oracle")
+
+
+def test_geometry_fits_on_a_seeded_sample_of_training_masks(bench):
+    total = sum(len(r.candidates) for r in Benchmark(bench).records("train", "train"))
+    half = total // 2
+    first = make_baseline("geometry", max_train_masks=half).fit(Benchmark(bench), progress=False)
+    again = make_baseline("geometry", max_train_masks=half).fit(Benchmark(bench), progress=False)
+    assert first.train_masks == half
+    x = np.random.default_rng(0).random((5, first.iou_model.n_features_in_))
+    np.testing.assert_array_equal(first.iou_model.predict(x), again.iou_model.predict(x))
+    assert make_baseline("geometry").fit(Benchmark(bench), progress=False).train_masks == total

@@ -91,6 +91,18 @@ def test_feature_cache_matches_the_benchmark_and_is_reused(bench, tmp_path):
     assert not hit3 and path3 != path
 
 
+def test_category_auxiliary_reads_uids_and_is_trained(teacher_dir):
+    from auditor_lite.training.category import category_of, category_targets
+
+    assert category_of("syn0001_00990_0_10000_triangle_1") == "triangle"
+    assert category_of("null_syn0001_00990_0_10000_null_1") is None
+    vocab, index = category_targets(np.array(["a_0_10000_cat_1", "b_0_10000_dog_2", "null_c_0_10000_null_1"]))
+    assert vocab == ["cat", "dog"] and index.tolist() == [0, 1, -1]
+    summary = json.loads((teacher_dir / "training_summary.json").read_text())
+    assert summary["category_aux"] >= 2
+    assert all("category" in r for r in log_lines(teacher_dir) if "loss" in r)
+
+
 def test_heldout_split_is_by_clip_and_seeded():
     vids = np.array(["a", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j"])
     train, held = heldout_split(vids, 0.2, seed=3)

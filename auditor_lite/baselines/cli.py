@@ -20,14 +20,17 @@ from auditor_lite.baselines.predictors import BASELINES
               help="Test split(s) to predict (default: both).")
 @click.option("--mode", "modes", multiple=True, type=click.Choice(["image", "video"]),
               help="Mode(s) to predict (default: both).")
+@click.option("--max-train-masks", type=click.IntRange(min=100), default=None,
+              help="Fit geometry/temporal on a seeded sample of this many training candidates "
+              "(default: all of them; features cost a few ms per mask).")
 def baseline(name: str, bench_dir: Path, out: Path, splits: tuple[str, ...],
-             modes: tuple[str, ...]):
+             modes: tuple[str, ...], max_train_masks: int | None):
     """Fit a baseline on the train split and write its predictions JSONL."""
     from auditor_lite.baselines.predictors import run_baseline
 
     try:
         counts = run_baseline(name, bench_dir, out, splits=splits or ("test_s", "test_u"),
-                              modes=modes or ("image", "video"))
+                              modes=modes or ("image", "video"), max_train_masks=max_train_masks)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     for key, n in counts.items():

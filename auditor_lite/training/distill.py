@@ -134,6 +134,7 @@ class Distiller(Trainer):
         self.weights = weights or DistillWeights()
         self.gt_weight = self.weights.ground_truth
         self.pred_smoothing = pred_smoothing
+        self.hints = None  # a model teacher's embedding-hint projections (prepare)
 
     def prepare(self, features: FeatureSet) -> None:
         cache = Path(self.cache_path).parent
@@ -161,7 +162,8 @@ class Distiller(Trainer):
             tmp = path.with_name(path.name + ".tmp.npz")
             np.savez(tmp, **self.targets)
             tmp.replace(path)
-        self.extra_modules = HintProjections(self.config.d_model, teacher.config.d_model)
+        self.hints = HintProjections(self.config.d_model, teacher.config.d_model)
+        self.extra_modules = self.hints
         self.teacher_info = {"teacher": str(self.teacher_dir.resolve()), "teacher_cache": str(path),
                              "teacher_parameters": sum(p.numel() for p in teacher.parameters())}
 
@@ -184,7 +186,7 @@ class Distiller(Trainer):
             teacher["query"] = torch.from_numpy(self.targets["query"][rows].astype(np.float32))
             teacher["context"] = torch.from_numpy(
                 self.targets["context"][batch.expressions].astype(np.float32))
-        return distill_losses(out, query_states, context, teacher, self.extra_modules, self.weights)
+        return distill_losses(out, query_states, context, teacher, self.hints, self.weights)
 
     def describe(self) -> dict:
         return {"distilled": True, "teacher_coverage": round(float(self.targets["coverage"]), 4),

@@ -31,6 +31,7 @@ class LossWeights:
     action: float = 1.0
     label_smoothing: float = 0.05
     grounding: float = 2.0
+    category: float = 0.5       # training.category: pixel embeddings under the object name it
 
 
 @dataclass

@@ -32,7 +32,9 @@ from tqdm import tqdm
 
 from auditor_lite.model import AuditorConfig, AuditorModel
 from auditor_lite.training.batches import epoch_order, heldout_split, make_batch, rows_of_uids
-from auditor_lite.training.features import default_cache_dir, load_or_build_features
+from auditor_lite.training.category import (CategoryPrototypes, PixelRecorder, category_loss,
+                                             category_targets)
+from auditor_lite.training.features import default_cache_dir, encode_texts, load_or_build_features
 from auditor_lite.training.losses import LossWeights, supervised_losses
 
 CHECKPOINT_DIR = "checkpoint"
@@ -145,6 +147,20 @@ class Trainer:
             raise ValueError(f"{self.opt.bench}: no training expressions left after the held-out split")
         (self.out / HELDOUT_FILE).write_text("".join(f"{u}\n" for u in self.features.uids[self.val_rows]))
         self.steps_per_epoch = math.ceil(len(self.train_rows) / self.opt.batch_clips)
+
+    def _setup_category(self) -> None:
+        """The category auxiliary (training/category.py), when the uids name >= 2 categories."""
+        self.category_prototypes = None
+        vocabulary, self.category_index = category_targets(self.features.uids)
+        if self.opt.loss_weights.category <= 0 or len(vocabulary) < 2:
+            return
+        names = encode_texts([f"the {name.replace('_', ' ')}" for name in vocabulary], progress=False)
+        self.category_prototypes = CategoryPrototypes(names, self.config.grounding_channels)
+        modules = {"category": self.category_prototypes}
+        if self.extra_modules is not None:
+            modules["hints"] = self.extra_modules
+        self.extra_modules = torch.nn.ModuleDict(modules)
+        self.category_vocabulary = vocabulary
 
     def _build(self) -> None:
         self.model = AuditorModel(self.config)
@@ -268,11 +284,18 @@ class Trainer:
         if self.wants_query_states():
             from auditor_lite.training.losses import QueryStateRecorder
             recorder = QueryStateRecorder(self.model)
-        with recorder if recorder is not None else contextlib.nullcontext():
+        pixels = PixelRecorder(self.model) if self.category_prototypes is not None else None
+        with recorder if recorder is not None else contextlib.nullcontext(), \
+                pixels if pixels is not None else contextlib.nullcontext():
             context = self.model.encode_context(**batch.model_inputs())
             out = self.model.audit_masks(context, batch.masks, batch.key_frame, clip_index=batch.clip_index)
         terms = supervised_losses(out, batch.iou, batch.type_index, batch.action_index,
                                   self.opt.loss_weights, batch.gt_mask, batch.gt_valid)
+        if pixels is not None:
+            terms["category"] = category_loss(pixels.pixels, batch.gt_mask,
+                                              torch.from_numpy(self.category_index[batch.expressions]),
+                                              self.category_prototypes())
+            terms["total"] = terms["total"] + self.opt.loss_weights.category * terms["category"]
         loss = self.gt_weight * terms["total"]
         extra = self.extra_losses(batch, out, context, recorder.states if recorder else None)
         if extra:
@@ -322,6 +345,7 @@ class Trainer:
         self._seed()
         self._load_data()
         self.prepare(self.features)
+        self._setup_category()
         self._build()
         if opt.resume:
             self.load_checkpoint()
@@ -405,6 +429,8 @@ class Trainer:
             "bench": str(Path(self.opt.bench).resolve()), "feature_cache": str(self.cache_path),
             "train_expressions": int(len(self.train_rows)), "heldout_expressions": int(len(self.val_rows)),
             "batch_clips": self.opt.batch_clips, "lr": self.opt.lr, "overrides": self.opt.overrides,
+            "category_aux": (len(self.category_vocabulary) if self.category_prototypes is not None
+                             else None),
         }
         summary.update(self.describe())
         (self.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
