@@ -36,6 +36,7 @@ from auditor_lite.training.category import (CategoryPrototypes, PixelRecorder, c
                                              category_targets)
 from auditor_lite.training.features import default_cache_dir, encode_texts, load_or_build_features
 from auditor_lite.training.losses import LossWeights, supervised_losses
+from auditor_lite.training.metrics import grounding_iou, selection_score
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.pt"
@@ -83,23 +84,6 @@ class TrainOptions:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
         if self.batch_clips < 1:
             raise ValueError(f"--batch-clips must be >= 1, got {self.batch_clips}")
-
-
-def grounding_iou(logits: torch.Tensor, gt_mask: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
-    """Per-expression IoU of the grounding map (> 0.5, upsampled) with non-empty ground truths."""
-    size = gt_mask.shape[-1]
-    pred = torch.nn.functional.interpolate(logits, size=(size, size), mode="bilinear",
-                                           align_corners=False) > 0
-    gt = gt_mask > 0.5
-    inter = (pred & gt).flatten(1).sum(1).float()
-    union = (pred | gt).flatten(1).sum(1).float()
-    keep = valid & (gt.flatten(1).sum(1) > 0)
-    return (inter / union.clamp(min=1))[keep].numpy()
-
-
-def selection_score(metrics: dict) -> float:
-    """Lower is better: IoU RMSE plus half the type and action error rates (both in [0, 1])."""
-    return metrics["iou_rmse"] + 0.5 * (1 - metrics["type_acc"]) + 0.5 * (1 - metrics["action_acc"])
 
 
 class Trainer:
