@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 from auditor_lite.data import media
 from auditor_lite.data.reader import Benchmark, training_response
-from auditor_lite.data.schema import Clip, DataError
+from auditor_lite.data.schema import Clip, DataError, DataWarning
 from auditor_lite.data.writer import BenchmarkWriter, MaskSpec, audit_response
 
 META = "train_test_meta_files"
@@ -302,8 +303,12 @@ CORRUPTIONS = {  # name: (change, (split, mode), expected message, lenient skip 
                  ITEM0 + r"part_neg_masks\.cut\[0\]\.iou_to_gt\]: 'high' is not a number", "bad_iou"),
     "iou_missing": (_drop_cut("iou_to_gt"), ("test_s", "image"),
                     ITEM0 + r"part_neg_masks\.cut\[0\]\.iou_to_gt\]: missing \(required for cutout\)", "bad_iou"),
-    "rank_missing": (_drop_cut("rank"), ("test_s", "image"),
-                     ITEM0 + r"part_neg_masks\.cut\[0\]\.rank\]: missing \(required for cutout", "bad_rank"),
+    "rank_text": (_set_cut("rank", "abc"), ("test_s", "image"),
+                  ITEM0 + r"part_neg_masks\.cut\[0\]\.rank\]: 'abc' is not a rank \(an integer\)", "bad_rank"),
+    "rank_fraction": (_set_cut("rank", 1.5), ("test_s", "image"),
+                      ITEM0 + r"part_neg_masks\.cut\[0\]\.rank\]: 1\.5 is not a rank", "bad_rank"),
+    "rank_bool": (_set_cut("rank", True), ("test_s", "image"),
+                  ITEM0 + r"part_neg_masks\.cut\[0\]\.rank\]: True is not a rank", "bad_rank"),
     "action": (_set_cut("action", "maybe"), ("test_s", "image"),
                ITEM0 + r"part_neg_masks\.cut\[0\]\.action\]: unknown action 'maybe'", "bad_action"),
     "mask_type": (_edit_json("test_s_image_filtered.json",
@@ -367,3 +372,78 @@ def test_unreadable_files_fail_even_when_lenient(copy, change, message):
     change(copy)
     with pytest.raises(DataError, match=message):
         list(Benchmark(copy, lenient=True).records("test_s", "image"))
+
+
+# ------------------------------------------------------------------------------- ranks
+def test_any_rank_on_types_evaluated_over_all_ranks(copy):
+    def ranks(d):
+        mower = d["ccc_3000_13000_mower_1"]
+        mower["gt_mask_path"]["rank"] = 5
+        mower["part_neg_masks"]["merge"][0]["rank"] = -1  # the spec's "all ranks"
+        mower["full_neg_masks"][0]["rank"] = 0
+        mower["null_masks"][0].pop("rank")
+    _edit_json("test_u_image_filtered.json", ranks)(copy)
+    bench = Benchmark(copy, check_media=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # nothing unusual for these types
+        (mower,) = bench.records("test_u", "image")
+    assert [(c.cand_id, c.rank, c.setting) for c in mower.candidates] == [
+        ("perfect-0", 5, "perfect"), ("merge-0", -1, "merge"), ("full_neg-0", 0, "full_neg"),
+        ("null-0", -1, "null")]
+    assert bench.unusual_ranks[("test_u", "image")] == {}
+
+
+def _odd_ranks(d):
+    """cutout ranks 0 and 3, a dilate without a rank (dog_1); an erode of rank -1 (dog_2)."""
+    dog1, dog2 = d[0], d[1]
+    dog1["part_neg_masks"]["cut"][0]["rank"] = 0
+    dog1["part_neg_masks"]["cut"][1]["rank"] = 3
+    dog1["part_neg_masks"]["Dilate"][0].pop("rank")
+    dog2["part_neg_masks"]["erode"][0]["rank"] = -1
+
+
+def test_unusual_ranks_on_ranked_types_are_read_and_counted(copy):
+    _edit_json("test_s_image_filtered.json", _odd_ranks)(copy)
+    bench = Benchmark(copy, check_media=True)
+    with pytest.warns(DataWarning) as caught:
+        dog1, dog2 = bench.records("test_s", "image")
+    # One warning for the whole file, counts per type.
+    assert len(caught) == 1
+    assert str(caught[0].message) == (
+        f"{copy / META / 'test_s_image_filtered.json'}: 4 cutout/erode/dilate candidate(s) with a rank "
+        "other than 1 (Hard) / 2 (Medium), read and scored only in Overall: cutout 2 (rank 0: 1, "
+        "rank 3: 1), erode 1 (rank -1: 1), dilate 1 (rank missing: 1)")
+    # The bare type is none of the nine settings: such a sample counts only in Overall.
+    assert [(c.cand_id, c.rank, c.setting) for c in dog1.candidates] == [
+        ("perfect-0", -1, "perfect"), ("cutout-0", 0, "cutout"), ("cutout-1", 3, "cutout"),
+        ("dilate-0", -1, "dilate"), ("full_neg-0", 1, "full_neg")]
+    assert [(c.cand_id, c.rank, c.setting) for c in dog2.candidates] == [
+        ("perfect-0", -1, "perfect"), ("erode-0", -1, "erode")]
+    assert bench.unusual_ranks[("test_s", "image")] == {
+        ("cutout", 0): 1, ("cutout", 3): 1, ("dilate", "missing"): 1, ("erode", -1): 1}
+    # Another file, read with protocol ranks only, adds no warning and no counts.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        list(bench.records("test_s", "video"))
+    assert bench.unusual_ranks[("test_s", "video")] == {}
+
+
+def test_unusual_ranks_of_a_skipped_item_are_not_counted(copy):
+    def odd_and_broken(d):
+        _odd_ranks(d)
+        d[0]["full_neg_masks"][0]["iou_to_gt"] = 1.7  # dog_1 is skipped after its ranks were read
+    _edit_json("test_s_image_filtered.json", odd_and_broken)(copy)
+    bench = Benchmark(copy, lenient=True)
+    with pytest.warns(DataWarning, match=r"1 cutout/erode/dilate candidate\(s\).*: erode 1 \(rank -1: 1\)$"):
+        (dog2,) = bench.records("test_s", "image")
+    assert dog2.uid == "bbb_2000_12000_dog_2" and bench.skipped["bad_iou"] == 1
+    assert bench.unusual_ranks[("test_s", "image")] == {("erode", -1): 1}
+
+
+@pytest.mark.parametrize("value,rank", [("2", 2), (" 1 ", 1), (2.0, 2), ("-1", -1)])
+def test_rank_spellings_read_as_integers(copy, value, rank):
+    _set_cut("rank", value)(copy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        dog1 = next(iter(Benchmark(copy).records("test_s", "image")))
+    assert dog1.candidates[1].rank == rank

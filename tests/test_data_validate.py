@@ -117,9 +117,31 @@ def test_label_contradictions_are_warnings(copy):
     assert "test_s/image uid=bbb_2000_12000_dog_1 cutout-0@frame 4: action 'major revision' disagrees " \
            "with IoU 0.7500" in joined
     assert "train/train uid=aaa_1000_11000_cello_1 dilate-0@frame 2: action 'accept' is not legal for dilate" in joined
-    assert "erode-0@frame 2: rank 3 is outside the protocol's 1 (Hard) / 2 (Medium)" in joined
+    assert "train/train: 1 cutout/erode/dilate candidate(s) with a rank other than 1 (Hard) / 2 (Medium), " \
+           "read and scored only in Overall: erode 1 (rank 3: 1)" in report.warnings
     assert "full_neg-0@frame 2: response says <mask_type> 'merge', label is 'full_neg'" in joined
     assert "bbb_2000_12000/audio.wav: 2 channels" in joined
+
+
+def test_unusual_ranks_are_counted_not_errors(copy):
+    path = copy / META / "test_s_image_filtered.json"
+    data = json.loads(path.read_text())
+    cuts = data[0]["part_neg_masks"]["cut"]
+    cuts[0]["rank"], cuts[1]["rank"] = 0, -1
+    data[0]["part_neg_masks"]["Dilate"][0].pop("rank")
+    data[0]["full_neg_masks"][0]["rank"] = -1  # the spec's "all ranks": nothing unusual
+    path.write_text(json.dumps(data))
+    report = validate_benchmark(copy)  # the reader's DataWarning is turned into the line below
+    assert report.errors == []
+    rank_lines = [w for w in report.warnings if "rank other than" in w]
+    assert rank_lines == ["test_s/image: 3 cutout/erode/dilate candidate(s) with a rank other than "
+                          "1 (Hard) / 2 (Medium), read and scored only in Overall: cutout 2 "
+                          "(rank -1: 1, rank 0: 1), dilate 1 (rank missing: 1)"]
+    section = next(s for s in report.sections if (s.split, s.mode) == ("test_s", "image"))
+    assert section.unusual_ranks == {("cutout", -1): 1, ("cutout", 0): 1, ("dilate", "missing"): 1}
+    text = report.format()
+    assert re.search(r"\n  cutout +2 .*\n    rank -1 +1 +0\.500 .*\n    rank 0 +1 +0\.750 ", text)
+    assert text.endswith("result: OK")
 
 
 def test_missing_metadata_and_duplicates(copy):

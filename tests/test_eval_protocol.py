@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from auditor_lite.data.schema import Candidate, Clip, ExpressionRecord
+from auditor_lite.data.schema import Candidate, Clip, DataWarning, ExpressionRecord
 from auditor_lite.eval.cli import eval_cmd
 from auditor_lite.eval.metrics import MISSING
 from auditor_lite.eval.predictions import Prediction, write_predictions
@@ -122,6 +123,27 @@ def test_overall_and_breakdowns_by_hand(image_result):
     assert o["iou_interval"]["n"] == 0
 
 
+def test_unusual_ranks_count_only_in_overall():
+    """A cutout/erode/dilate of rank 0, 3 or -1 (or missing, read as -1) is in no H/M setting."""
+    odd = record("D", "image", 0, [
+        cand("cutout-0", 0, "cutout", 1, 0.8, "minor revision"),
+        cand("cutout-1", 0, "cutout", 0, 0.7, "minor revision"),
+        cand("cutout-2", 0, "cutout", 3, 0.3, "major revision"),
+        cand("erode-0", 0, "erode", -1, 0.5, "major revision"),
+        cand("dilate-0", 0, "dilate", 3, 0.65, "minor revision"),
+        cand("merge-0", 0, "merge", 7, 0.4, "major revision")])
+    gt = ground_truth_table([odd], "test_s", "image")
+    preds = {key: P(*key, 0.5, "cutout", "minor revision") for key in gt.keys()}
+    m = evaluate_method("toy", gt, preds).metrics
+    assert {s: v["n"] for s, v in m["settings"].items() if v["n"]} == {"cutout_r1": 1, "merge": 1}
+    assert m["overall"]["n"] == m["n_samples"] == 6
+    # IoU errors 0.3, 0.2, 0.2, 0, 0.15, 0.1 over all six samples.
+    assert m["overall"]["rmse"] == approx(math.sqrt((0.09 + 0.04 + 0.04 + 0.0225 + 0.01) / 6))
+    assert m["per_rank"] == {"H": {"n": 1, "rmse": approx(0.3)}}
+    assert {t: v["n"] for t, v in m["per_type"].items()} == {"cutout": 3, "erode": 1, "dilate": 1,
+                                                            "merge": 1}
+
+
 VIDEO_RECORDS = [
     record("A", "video", 0, [cand("perfect-0", 0, "perfect", -1, 1.0, "accept"),
                              cand("cutout-0", 0, "cutout", 1, 0.8, "minor revision"),
@@ -219,6 +241,30 @@ def test_eval_command_end_to_end(tmp_path):
     assert cells[("lite", "image")]["settings"]["perfect"]["rmse"] == approx(0.1)
     assert cells[("other", "image")]["n_missing"] == 2
     assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md"]
+
+
+def test_eval_command_reads_unusual_ranks(tmp_path):
+    bench = write_bench(tmp_path / "bench")
+    path = bench / "train_test_meta_files" / "test_s_image_filtered.json"
+    data = json.loads(path.read_text())
+    data[0]["part_neg_masks"]["cutout"].append(_candidate_json(0.5, 3, "major revision"))
+    data[0]["part_neg_masks"]["erode"] = [{"mask_path": "m.png", "iou_to_gt": 0.7}]  # no rank
+    data[0]["full_neg_masks"][0]["rank"] = -1
+    path.write_text(json.dumps(data))
+    pred = tmp_path / "lite.jsonl"
+    write_predictions(pred, [P("vid1_cello_0", 3, c, 0.5, "cutout", "minor revision")
+                             for c in ("perfect-0", "cutout-0", "cutout-1", "erode-0", "full_neg-0")])
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # the reader's note on the two odd ranks
+        result = CliRunner().invoke(eval_cmd, ["--bench", str(bench), "--pred", str(pred),
+                                               "--split", "test_s", "--mode", "image",
+                                               "--out", str(out), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    (cell,) = json.loads((out / "results.json").read_text())["results"]
+    counts = {s: v["n"] for s, v in cell["settings"].items() if v["n"]}
+    assert counts == {"perfect": 1, "cutout_r1": 1, "full_neg": 1}
+    assert cell["overall"]["n"] == 5
 
 
 def test_eval_command_errors(tmp_path):

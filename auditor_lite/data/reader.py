@@ -14,8 +14,14 @@ Rules, following the released loaders where they define one and ours where they 
 - ``iou_to_gt`` missing: perfect -> 1.0, full_neg and null -> 0.0, any other type -> error. It
   must be a number (a numeric string is accepted) in [0, 1].
 - ``action`` missing: :func:`schema.action_from_iou`; present: :func:`schema.normalize_action`.
-- ``rank`` missing: cutout/erode/dilate -> error (their rank is part of the protocol setting);
-  perfect/merge/full_neg/null -> -1 (``ALL_RANKS``, unknown). Present: an integer >= 1.
+- ``rank`` is an integer (a numeric string such as ``"2"`` or an integral float such as ``2.0`` is
+  accepted); anything else (``"abc"``, ``1.5``, ``true``) is an error. Missing -> -1
+  (``ALL_RANKS``). perfect/merge/full_neg/null take any rank: the protocol evaluates them over all
+  ranks. cutout/erode/dilate with a rank other than 1 (Hard) / 2 (Medium) -- 0, 3, -1, missing --
+  are read too, so that one odd item does not make a whole benchmark unreadable; they fall in no
+  H/M setting (``Candidate.setting`` is the bare type) and count only in the overall numbers.
+  Each full pass over a file keeps their counts in ``unusual_ranks[(split, mode)]`` and emits one
+  :class:`schema.DataWarning` summarising them per type.
 - ``response`` is kept as stored (with ``<iou_token>``); :func:`training_response` fills it in.
 - Paths are relative to ROOT or absolute. Records hold paths, never pixels.
 
@@ -31,17 +37,20 @@ import collections
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from auditor_lite.data.schema import (
     ALL_RANKS, IMAGE_JSON, IOU_PLACEHOLDER, META_DIR, METADATA_CSV, NULL_UID_PREFIX, NUM_FRAMES,
-    RANKED_TYPES, SPLITS, TRAIN_JSON, VIDEO_JSON, Candidate, Clip, DataError, ExpressionRecord,
-    action_from_iou, normalize_action, normalize_mask_type, vid_from_uid,
+    PROTOCOL_RANKS, RANKED_TYPES, SPLITS, TRAIN_JSON, VIDEO_JSON, Candidate, Clip, DataError,
+    DataWarning, ExpressionRecord, action_from_iou, normalize_action, normalize_mask_type,
+    vid_from_uid,
 )
 
 MAX_MESSAGES = 50
 TEST_SPLITS = ("test_s", "test_u")
+RANK_MISSING = "missing"  # the rank label counted for a ranked candidate without a rank
 
 
 class MetaRow(NamedTuple):
@@ -77,6 +86,9 @@ class Benchmark:
         self.skipped: collections.Counter = collections.Counter()
         self.duplicates: collections.Counter = collections.Counter()  # split -> repeated uids
         self.messages: list[str] = []
+        # (split, mode) -> Counter of (mask_type, rank or RANK_MISSING) over the ranked candidates
+        # outside 1/2, from the latest full pass over that file.
+        self.unusual_ranks: dict[tuple[str, str], collections.Counter] = {}
         self.meta_dir = self.root / META_DIR
         self._by_split: dict[str, dict[str, MetaRow]] = {s: {} for s in SPLITS}
         self._clips_checked: set[Path] = set()
@@ -143,6 +155,7 @@ class Benchmark:
             raise DataError(path, f"top level must be a list or a dict of items, got {type(payload).__name__}")
         items = payload.items() if isinstance(payload, dict) else ((None, it) for it in payload)
         meta_rows = self._by_split[split]
+        unusual: collections.Counter = collections.Counter()
         for index, (key, item) in enumerate(items):
             uid = item.get("uid", key) if isinstance(item, dict) else key
             where = f"item {index} uid={uid}"
@@ -154,13 +167,20 @@ class Benchmark:
                 if uid not in meta_rows:
                     self.skipped["not_in_metadata"] += 1  # upstream skips these silently
                     continue
-                record = self._record(path, where, split, mode, meta_rows[uid], item)
+                # Counted per item, so that an item skipped later in lenient mode adds nothing.
+                item_ranks: collections.Counter = collections.Counter()
+                record = self._record(path, where, split, mode, meta_rows[uid], item, item_ranks)
             except ItemError as err:
                 self._skip_or_raise(err)
                 continue
+            unusual.update(item_ranks)
             yield record
+        self.unusual_ranks[(split, mode)] = unusual
+        if unusual:
+            warnings.warn(f"{path}: {format_unusual_ranks(unusual)}", DataWarning, stacklevel=2)
 
-    def _record(self, path, where, split, mode, meta: MetaRow, item: dict) -> ExpressionRecord:
+    def _record(self, path, where, split, mode, meta: MetaRow, item: dict,
+                unusual: collections.Counter) -> ExpressionRecord:
         clip = self._clip(meta)
         if self.check_media:
             self._check_clip(path, where, clip)
@@ -183,7 +203,7 @@ class Benchmark:
         gt_masks: dict[int, Path] = {}
         candidates: list[Candidate] = []
         for frame, fwhere, entry in entries:
-            gt_path, frame_candidates = self._frame_candidates(path, fwhere, frame, entry)
+            gt_path, frame_candidates = self._frame_candidates(path, fwhere, frame, entry, unusual)
             if gt_path is not None:
                 gt_masks[frame] = gt_path
             candidates.extend(frame_candidates)
@@ -196,8 +216,12 @@ class Benchmark:
                                 kfid=meta.kfid, fid=meta.fid, clip=clip, gt_masks=gt_masks,
                                 candidates=tuple(candidates))
 
-    def _frame_candidates(self, path, where, frame, entry) -> tuple[Path | None, list[Candidate]]:
-        """The candidates of one frame entry, in order: GT, part_neg_masks, full_neg, null."""
+    def _frame_candidates(self, path, where, frame, entry,
+                          unusual: collections.Counter) -> tuple[Path | None, list[Candidate]]:
+        """The candidates of one frame entry, in order: GT, part_neg_masks, full_neg, null.
+
+        Ranked candidates outside rank 1/2 are counted in ``unusual`` by (type, rank label).
+        """
         groups: list[tuple[str, str, object]] = []  # (field, type name, raw item)
         gt = entry.get("gt_mask_path")
         if gt:  # upstream: an empty dict or string means "no ground truth" (null expressions)
@@ -219,6 +243,9 @@ class Benchmark:
                 raise ItemError(path, str(exc), f"{where} {field_name.split('[')[0]}", "unknown_mask_type") from None
             cand = self._candidate(path, fwhere, frame, mask_type, counts[mask_type], raw)
             counts[mask_type] += 1
+            if mask_type in RANKED_TYPES and cand.rank not in PROTOCOL_RANKS:
+                given = isinstance(raw, dict) and raw.get("rank") is not None  # a bare path has none
+                unusual[(mask_type, cand.rank if given else RANK_MISSING)] += 1
             if field_name == "gt_mask_path":
                 gt_path = cand.mask_path
             candidates.append(cand)
@@ -237,7 +264,7 @@ class Benchmark:
             raise ItemError(path, f"expected an object, got {type(raw).__name__}", where, "bad_item")
         mask_path = self._resolve(_field(path, f"{where}.mask_path", raw.get("mask_path"), str))
         iou = _iou(path, where, raw.get("iou_to_gt"), mask_type)
-        rank = _rank(path, where, raw.get("rank"), mask_type)
+        rank = _rank(path, where, raw.get("rank"))
         action = raw.get("action")
         if action is None:
             action = action_from_iou(iou, mask_type)
@@ -359,13 +386,31 @@ def _iou(path, where, value, mask_type: str) -> float:
     return iou
 
 
-def _rank(path, where, value, mask_type: str) -> int:
-    field_name = f"{where}.rank"
+def _rank(path, where, value) -> int:
+    """Any integer is a rank (which ones the protocol scores is the evaluator's business); a
+    missing rank is ``ALL_RANKS``. Integral floats are accepted because JSON written through
+    numpy or pandas stores 2 as 2.0."""
     if value is None:
-        if mask_type in RANKED_TYPES:
-            raise ItemError(path, f"missing (required for {mask_type}: 1 = Hard, 2 = Medium)",
-                            field_name, "bad_rank")
         return ALL_RANKS
-    if isinstance(value, bool) or not _is_int(value) or int(value) < 1:
-        raise ItemError(path, f"{value!r} is not a rank (an integer >= 1)", field_name, "bad_rank")
-    return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):  # True is an int to Python, not a rank
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _is_int(value):
+        return int(value)
+    raise ItemError(path, f"{value!r} is not a rank (an integer)", f"{where}.rank", "bad_rank")
+
+
+def format_unusual_ranks(counts: collections.Counter) -> str:
+    """One line over ``Benchmark.unusual_ranks`` counts, per type, e.g. ``3 cutout/erode/dilate
+    candidate(s) ...: cutout 2 (rank 0: 1, rank 3: 1), erode 1 (rank missing: 1)``."""
+    per_type = []
+    for mask_type in RANKED_TYPES:
+        ranks = {rank: n for (kind, rank), n in counts.items() if kind == mask_type}
+        if ranks:
+            # Numbers in order, "missing" last.
+            order = sorted(ranks, key=lambda r: (r == RANK_MISSING, r if r != RANK_MISSING else 0))
+            detail = ", ".join(f"rank {rank}: {ranks[rank]}" for rank in order)
+            per_type.append(f"{mask_type} {sum(ranks.values())} ({detail})")
+    return (f"{sum(counts.values())} cutout/erode/dilate candidate(s) with a rank other than "
+            f"1 (Hard) / 2 (Medium), read and scored only in Overall: " + ", ".join(per_type))

@@ -22,8 +22,10 @@ SPLITS = ("train", "test_s", "test_u")
 MODES = ("train", "image", "video")
 
 # Types that carry a difficulty rank (1 = Hard, 2 = Medium); the others are evaluated over all
-# ranks, written rank -1 by the protocol.
+# ranks, written rank -1 by the protocol. A ranked type with any other rank belongs to no H/M
+# setting: it is read, and scored only in the overall numbers.
 RANKED_TYPES = ("cutout", "erode", "dilate")
+PROTOCOL_RANKS = (1, 2)
 ALL_RANKS = -1
 
 # Upstream action thresholds for geometric types (spec section 2).
@@ -48,6 +50,10 @@ class DataError(ValueError):
         self.field_name = field_name
         where = f"{self.path}" + (f" [{field_name}]" if field_name else "")
         super().__init__(f"{where}: {message}")
+
+
+class DataWarning(UserWarning):
+    """Readable benchmark input that departs from the protocol (e.g. a cutout of rank 3)."""
 
 
 def normalize_mask_type(name: str) -> str:
@@ -131,8 +137,12 @@ class Candidate:
 
     @property
     def setting(self) -> str:
-        """The protocol setting this sample falls in, e.g. ``cutout_r1`` or ``merge``."""
-        if self.mask_type in RANKED_TYPES and self.rank in (1, 2):
+        """The protocol setting this sample falls in, e.g. ``cutout_r1`` or ``merge``.
+
+        A ranked type with a rank other than 1/2 gets its bare type name, which is none of the
+        nine settings: such a sample counts only in the overall numbers.
+        """
+        if self.mask_type in RANKED_TYPES and self.rank in PROTOCOL_RANKS:
             return f"{self.mask_type}_r{self.rank}"
         return self.mask_type
 
