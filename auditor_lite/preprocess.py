@@ -11,6 +11,8 @@ Definitions (the model was trained on exactly these; change them only with a ret
   :data:`MASK_THRESHOLD` of its area was inside (so an unchanged size is an exact copy).
 * Audio: float32 mono at :data:`SAMPLE_RATE`; zero-padded at the end or cut to :data:`CLIP_SAMPLES`.
   No resampling here: other rates are an error (resample when decoding).
+* Log-mel (:func:`log_mel`): the in-graph front end of ``auditor_lite/model/audio.py`` in plain
+  numpy, for consumers that want the spectrogram itself (the model graph computes its own).
 
 Layouts (B = 1 clip, N masks): frames ``(1, 10, 3, S, S)``, key frame ``(1, 3, K, K)``, masks
 ``(N, 1, K, K)``, audio ``(1, CLIP_SAMPLES)``, text embedding ``(1, 384)``; all float32. ``S`` and
@@ -19,15 +21,31 @@ Layouts (B = 1 clip, N masks): frames ``(1, 10, 3, S, S)``, key frame ``(1, 3, K
 
 from __future__ import annotations
 
+import inspect
+import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
 
 PIXEL_SCALE = 1.0 / 255.0
 MASK_THRESHOLD = 0.5
 TEXT_EMBEDDING_DIM = 384
+
+# Log-mel front end: the values of auditor_lite/model/audio.py (tests/test_logmel_numpy.py checks
+# that they agree), i.e. librosa.feature.melspectrogram(sr=16000, n_fft=512, hop_length=320,
+# n_mels=64, center=True, pad_mode="constant", power=2.0) then librosa.power_to_db(ref=1.0,
+# amin=1e-10, top_db=None).
+N_FFT = 512                      # 32 ms window (window length = n_fft, periodic Hann)
+HOP_LENGTH = 320                 # 20 ms hop: 50 frames per second
+N_MELS = 64
+FMIN = 0.0
+FMAX = SAMPLE_RATE / 2
+AMIN = 1e-10                     # power floor: -100 dB is the lowest value produced
+N_FRAMES_PER_CLIP = 1 + CLIP_SAMPLES // HOP_LENGTH  # 501 log-mel frames for a 10 s clip
 
 
 def _block_mean(x: np.ndarray, fy: int, fx: int) -> np.ndarray:
@@ -150,3 +168,141 @@ def prepare_text_embedding(embedding: np.ndarray) -> np.ndarray:
         raise ValueError(f"text_embedding: expected {TEXT_EMBEDDING_DIM} finite values, "
                          f"got shape {np.shape(embedding)}")
     return x
+
+
+# --- Log-mel front end ----------------------------------------------------------------------------
+# Slaney mel scale, written as librosa.hz_to_mel / mel_to_hz (htk=False): results agree bit for bit.
+_F_SP = 200.0 / 3                # Hz per mel below 1 kHz (linear part)
+_MIN_LOG_HZ = 1000.0             # the scale turns logarithmic above 1 kHz
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = math.log(6.4) / 27.0
+
+
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """Slaney mel value of frequencies in Hz (``librosa.hz_to_mel(hz, htk=False)``), float64."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / _F_SP
+    logarithmic = _MIN_LOG_MEL + np.log(np.maximum(hz, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP
+    return np.where(hz >= _MIN_LOG_HZ, logarithmic, linear)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    """Frequency in Hz of Slaney mel values (``librosa.mel_to_hz(mel, htk=False)``), float64."""
+    mel = np.asarray(mel, dtype=np.float64)
+    linear = _F_SP * mel
+    logarithmic = _MIN_LOG_HZ * np.exp(_LOGSTEP * (np.maximum(mel, _MIN_LOG_MEL) - _MIN_LOG_MEL))
+    return np.where(mel >= _MIN_LOG_MEL, logarithmic, linear)
+
+
+def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS,
+                   fmin: float = FMIN, fmax: float | None = FMAX) -> np.ndarray:
+    """Slaney-normalised triangular mel filters, float32 ``(n_mels, n_fft // 2 + 1)``.
+
+    ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)`` (htk=False,
+    norm="slaney", dtype float32), with the same float64 construction and the same rounding steps
+    (triangles cast to float32, then scaled by the float64 Slaney norm), so it agrees with librosa
+    to the last bit or so. ``fmax=None`` means ``sr / 2``. Filters that fall between two FFT bins
+    (too many mels for ``n_fft``) are a ValueError rather than librosa's warning.
+    """
+    fmax = sr / 2 if fmax is None else float(fmax)
+    if not 0.0 <= fmin < fmax <= sr / 2:
+        raise ValueError(f"mel_filterbank: needs 0 <= fmin < fmax <= sr/2, "
+                         f"got fmin={fmin}, fmax={fmax}, sr={sr}")
+    fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_freqs[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # computed in float64, stored float32
+    if np.any(weights.max(axis=1) <= 0):
+        raise ValueError(f"mel_filterbank: {n_mels} mel bands over n_fft={n_fft} at sr={sr} leave "
+                         "empty filters; use fewer mels or a larger n_fft")
+    return weights
+
+
+# Built once at import (well under a millisecond). The window is librosa's periodic Hann
+# (scipy.signal.get_window("hann", N_FFT, fftbins=True)), applied in float64 as librosa does. The
+# filterbank is librosa's float32 one, applied in float64 as librosa.feature.melspectrogram does
+# to a float64 spectrum; each weight is repeated for the real and imaginary part of its bin, so the
+# squared spectrum (viewed as interleaved floats) goes straight into one matmul.
+_HANN_WINDOW = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)
+_MEL_BASIS_PAIRS = np.repeat(mel_filterbank().astype(np.float64), 2, axis=1)  # (N_MELS, 2 * bins)
+
+# Per-thread scratch for the windowed frames and their spectra (4.2 MB per calling thread), reused
+# across calls. Fresh multi-MB temporaries cost ~1000 page faults per call (glibc returns them to
+# the OS between calls), which more than doubled the time of a 10 s clip (4.6 ms vs 1.9 ms).
+# A 10 s clip fits one block (one rfft call); longer input runs in blocks of this many frames.
+_BLOCK_FRAMES = 512
+_RFFT_HAS_OUT = "out" in inspect.signature(np.fft.rfft).parameters  # numpy >= 2.0
+_scratch = threading.local()
+
+
+def _scratch_buffers() -> tuple[np.ndarray, np.ndarray]:
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = (np.empty((_BLOCK_FRAMES, N_FFT)),
+                                      np.empty((_BLOCK_FRAMES, N_FFT // 2 + 1), np.complex128))
+    return buffers
+
+
+def log_mel(wave: np.ndarray) -> np.ndarray:
+    """16 kHz mono samples (float, any length >= 1) -> log-mel float32 ``(N_MELS, frames)`` in dB.
+
+    ``frames = 1 + len(wave) // HOP_LENGTH`` (501 for a 10 s clip). Equals::
+
+        S = librosa.feature.melspectrogram(y=wave, sr=16000, n_fft=N_FFT, hop_length=HOP_LENGTH,
+                                           n_mels=N_MELS, fmin=FMIN, fmax=FMAX, center=True,
+                                           pad_mode="constant", power=2.0)
+        librosa.power_to_db(S, ref=1.0, amin=AMIN, top_db=None)
+
+    Centred frames (the signal is zero-padded by ``N_FFT // 2`` on both sides) as a strided view,
+    Hann-windowed and transformed by one ``np.fft.rfft`` call per block of 512 frames (one call for
+    a 10 s clip). The FFT runs in float64, as in librosa: numpy's float64 real FFT is also ~5x
+    faster than its float32 one here (0.5 ms vs 2.7 ms for a 10 s clip).
+
+    Accuracy against librosa in float64: below 4e-6 dB in every band (the float32 rounding of the
+    output), however far below its frame's peak: pure tones, chirps and near-silence included.
+    The float32 in-graph front end of ``model/audio.py`` agrees to ~2e-4 dB within 60 dB of each
+    frame's peak and drifts below that (up to ~0.4 dB some 120 dB down).
+
+    Speed (timeit, best of 20, one core of a busy 2-core machine, numpy 2.4): 1.9 ms for a 10 s
+    clip (160,000 samples).
+
+    Raises ValueError naming ``wave`` for input that is not 1-D, empty, not floating point or not
+    finite.
+    """
+    wave = np.asarray(wave)
+    if wave.ndim != 1:
+        raise ValueError(f"wave: expected 1-D mono samples, got shape {wave.shape}")
+    if wave.size == 0:
+        raise ValueError("wave: empty (need at least one sample)")
+    if not np.issubdtype(wave.dtype, np.floating):
+        raise ValueError(f"wave: expected float samples in [-1, 1], got {wave.dtype} "
+                         "(scale integer PCM when decoding)")
+    if not np.isfinite(wave).all():
+        raise ValueError("wave: samples contain NaN or infinity")
+    num_frames = 1 + wave.size // HOP_LENGTH
+    padded = np.zeros(wave.size + N_FFT, dtype=np.result_type(wave.dtype, np.float32))
+    padded[N_FFT // 2:N_FFT // 2 + wave.size] = wave
+    # Frame t is padded[t * HOP_LENGTH : t * HOP_LENGTH + N_FFT]; the last one ends at or before
+    # padded.size, so the read-only view stays in bounds.
+    step = padded.strides[0]
+    frames = as_strided(padded, (num_frames, N_FFT), (HOP_LENGTH * step, step), writeable=False)
+    windowed_buffer, spectrum_buffer = _scratch_buffers()
+    mel = np.empty((N_MELS, num_frames))
+    for start in range(0, num_frames, _BLOCK_FRAMES):
+        rows = min(_BLOCK_FRAMES, num_frames - start)
+        windowed = np.multiply(frames[start:start + rows], _HANN_WINDOW, out=windowed_buffer[:rows])
+        if _RFFT_HAS_OUT:
+            spectrum = np.fft.rfft(windowed, axis=-1, out=spectrum_buffer[:rows])
+        else:
+            spectrum = np.fft.rfft(windowed, axis=-1)
+        squares = spectrum.view(np.float64)  # (rows, 2 * bins): re^2, im^2 of each bin, in place
+        np.square(squares, out=squares)
+        np.matmul(_MEL_BASIS_PAIRS, squares.T, out=mel[:, start:start + rows])
+    np.maximum(mel, AMIN, out=mel)
+    np.log10(mel, out=mel)
+    mel *= 10.0  # power_to_db with ref=1.0: the 10*log10(ref) term is 0
+    return mel.astype(np.float32)
