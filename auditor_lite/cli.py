@@ -24,6 +24,8 @@ COMMANDS = {
     "train": "auditor_lite.training.cli:train",
     "distill": "auditor_lite.training.cli:distill",
     "predict": "auditor_lite.training.cli:predict",
+    "train-grounding": "auditor_lite.training.grounding_cli:train_grounding",
+    "diagnose": "auditor_lite.training.grounding_cli:diagnose",
 }
 
 

@@ -23,6 +23,7 @@ import hashlib
 import multiprocessing
 import os
 import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -38,6 +39,7 @@ from auditor_lite.data.expressions import (SOUND_RANKS, Expression, make_express
                                            make_null_expression)
 from auditor_lite.data.scenes import cross_audio, generate_scene
 from auditor_lite.data.schema import META_DIR, NULL_UID_PREFIX, NUM_FRAMES
+from auditor_lite.data.sidecar import SIDECAR_DIR, ClipSidecar, build_sidecar, write_sidecar
 from auditor_lite.data.writer import BenchmarkWriter, MaskSpec
 
 UNSEEN_SHARE = 0.2              # share of categories held out for test_u
@@ -77,6 +79,7 @@ class ClipOut:
     cross_audio: np.ndarray | None
     expressions: list[ExpressionOut] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+    sidecar: ClipSidecar | None = None
 
 
 def unseen_categories(categories: list[str]) -> list[str]:
@@ -114,6 +117,8 @@ def synthesize(out, *, clips: int, seed: int, size: int = 128, asset_dir=None, p
     stats = _Stats()
     bar = tqdm(total=clips, desc="synth", unit="clip", file=sys.stderr, disable=not progress)
     with BenchmarkWriter(out, overwrite=overwrite) as writer:
+        if (Path(out) / SIDECAR_DIR).exists():     # the writer only clears the official layout
+            shutil.rmtree(Path(out) / SIDECAR_DIR)
         if workers == 1:
             _init_worker(asset_dir, procedural)
             results = map(_make_clip_job, jobs)
@@ -138,6 +143,8 @@ def _write_cues(path: Path, rows: list[tuple]) -> None:
 def _write_all(writer: BenchmarkWriter, results, stats, bar) -> None:
     for clip in results:
         writer.add_clip(clip.vid, clip.frames, clip.audio, cross_audio=clip.cross_audio)
+        if clip.sidecar is not None:
+            write_sidecar(writer.root, clip.sidecar)
         for e in clip.expressions:
             writer.add_expression(split=e.split, uid=e.uid, vid=clip.vid, fid=e.fid, exp=e.exp,
                                   kfid=e.kfid, gt_masks=e.gt_masks, candidates=e.candidates)
@@ -207,14 +214,20 @@ def make_clip(library: AssetLibrary, seed: int, index: int, size: int) -> ClipOu
     clip = ClipOut(vid, split, scene.frames, scene.audio,
                    cross_audio(library, rng, silent_here) if null else None)
     counters: Counter = Counter()
+    named = []
     for expr in expressions:
         token = uid_token(facts[expr.target].category)
         counters[token] += 1
-        clip.expressions.append(_referring(scene, facts, expr, split, f"{vid}_{token}_{counters[token]}",
-                                           rng))
+        uid = f"{vid}_{token}_{counters[token]}"
+        named.append((uid, expr))
+        clip.expressions.append(_referring(scene, facts, expr, split, uid, rng))
     if null is not None and any(o.masks.any() for o in scene.objects):
-        clip.expressions.append(_null(scene, null, split, f"{NULL_UID_PREFIX}{vid}_null_1", rng))
+        uid = f"{NULL_UID_PREFIX}{vid}_null_1"
+        named.append((uid, null))
+        clip.expressions.append(_null(scene, null, split, uid, rng))
     clip.skipped = cand.pop_skip_counts()
+    # After every random draw, so that the sidecar changes nothing else in the benchmark.
+    clip.sidecar = build_sidecar(vid, scene, facts, named)
     return clip
 
 

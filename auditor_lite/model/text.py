@@ -95,6 +95,19 @@ class MiniLMTextEncoder(nn.Module):
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
     @torch.no_grad()
+    def encode_tokens(self, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token states ``(N, max_tokens, 384)`` and their attention mask ``(N, max_tokens)``.
+
+        The grounding model reads the expression word by word ("left of the guitar" and "guitar
+        left of the" pool to nearly the same sentence vector); padded or truncated to
+        ``max_tokens`` so that a cache of many expressions is one array.
+        """
+        ids = self.tokenizer(list(texts), padding="max_length", truncation=True,
+                             max_length=max_tokens, return_tensors="pt")
+        hidden = self.bert(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"]).last_hidden_state
+        return hidden, ids["attention_mask"]
+
+    @torch.no_grad()
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Embeddings ``(len(texts), 384)`` float32 for a list of expressions."""
         if len(texts) == 0:

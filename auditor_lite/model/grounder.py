@@ -1,0 +1,229 @@
+"""Stage A of the grounded auditor: which object does the expression mean? (once per clip)
+
+From the clip's frames, its log-mel, the expression's MiniLM token states and a key-frame index,
+:class:`Grounder` returns a referent map on the key frame (32 x 32 logits, stride 4 at 128 px), an
+anchor map for relational expressions (16 x 16) and a null logit (the expression refers to nothing
+in the clip). The per-mask scorer (stage B) compares candidate masks with that map.
+
+Why this shape (the previous model pooled the expression into one vector and saw 2x2 frame tokens):
+
+- **words, not a sentence vector**: learned slots (target, anchor, relation) read MiniLM's token
+  states by cross-attention, and every fusion layer attends to the tokens again, so "left of the
+  dog" and "the dog on the left" stay different;
+- **the key frame at full resolution**: a strided CNN (2, 4, 8, 16) with coordinate channels and
+  "what changed" channels (key frame minus the clip mean, differences to its neighbours); fusion
+  runs on 16 x 16 tokens, the map is decoded at 32 x 32 with the stride-4 features;
+- **sound to pixels**: every frame goes through a small shared CNN (at 64 px); each key-frame token
+  finds "itself" in every other frame by attention (appearance match with a distance penalty, a
+  soft tracker, since objects move), so each token gets its object's appearance over the 10 seconds
+  (a sounding object visibly pulses); that per-second track is multiplied with per-second audio
+  features (audio-visual correlation) and read by the fusion layers;
+- **two hops**: the anchor map is predicted first; its centroid gives every token its position
+  relative to the anchor, and the target map is read after a second fusion layer.
+
+Auxiliary heads (training only, from the generator's sidecar): per-object category against the
+names' MiniLM embeddings, and per-object sounding per second; both read pooled token features under
+the object's key-frame mask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NUM_SECONDS = 10
+
+
+@dataclass
+class GrounderConfig:
+    key_size: int = 128          # key frame side (the generated resolution)
+    track_size: int = 64         # every frame's side for the sound/motion track
+    n_mels: int = 64
+    mel_frames_per_second: int = 50
+    text_dim: int = 384
+    max_tokens: int = 24
+    width: int = 96              # fusion token width
+    heads: int = 4
+    track_dim: int = 32
+    audio_dim: int = 32
+    decoder_dim: int = 32
+    category_dim: int = 384      # the category auxiliary projects into MiniLM space
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv(cin, cout, stride=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                         nn.GELU())
+
+
+def coord_channels(batch: int, size: int, device) -> torch.Tensor:
+    """(B, 2, size, size) x and y in [-1, 1]: where a pixel is, for left/right/top/bottom words."""
+    axis = torch.linspace(-1.0, 1.0, size, device=device)
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([xx, yy]).unsqueeze(0).expand(batch, -1, -1, -1)
+
+
+class FusionLayer(nn.Module):
+    """Self-attention over the 16 x 16 tokens (comparisons: loudest, leftmost, of its kind), then
+    cross-attention to the expression's words and slots, then an MLP."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
+        self.self_attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+
+    def forward(self, x, words, word_pad):
+        h = self.norm1(x)
+        x = x + self.self_attn(h, h, h, need_weights=False)[0]
+        x = x + self.cross_attn(self.norm2(x), words, words, key_padding_mask=word_pad,
+                                need_weights=False)[0]
+        return x + self.mlp(self.norm3(x))
+
+
+class Grounder(nn.Module):
+    def __init__(self, config: GrounderConfig | None = None):
+        super().__init__()
+        self.config = c = config or GrounderConfig()
+        w = c.width
+        # key frame: RGB + (x, y) + 3 "what changed" channels, strides 2/4/8/16
+        self.key_s2 = _conv(8, 24, 2)
+        self.key_s4 = nn.Sequential(_conv(24, 32, 2), _conv(32, 32))
+        self.key_s8 = nn.Sequential(_conv(32, 64, 2), _conv(64, 64))
+        self.key_s16 = nn.Sequential(_conv(64, 96, 2), _conv(96, 96))
+        # every frame at track_size -> 16 x 16 x track_dim (shared weights)
+        self.track_cnn = nn.Sequential(_conv(3, 16, 2), _conv(16, c.track_dim, 2), _conv(c.track_dim, c.track_dim))
+        self.track_query = nn.Conv2d(64 + 2, c.track_dim, 1)
+        self.track_key = nn.Linear(c.track_dim, c.track_dim)
+        self.track_distance = nn.Parameter(torch.tensor(4.0))
+        # audio: log-mel pooled per second -> per-second features
+        self.audio_mlp = nn.Sequential(nn.Linear(2 * c.n_mels, 64), nn.GELU(), nn.Linear(64, c.audio_dim))
+        self.av_visual = nn.Linear(c.track_dim, c.audio_dim)
+        self.track_profile = nn.Linear(NUM_SECONDS * c.track_dim, 64)
+        self.audio_global = nn.Linear(c.audio_dim * NUM_SECONDS, w)
+        # tokens
+        self.token_in = nn.Linear(64 + 96 + 64 + c.audio_dim + 2, w)
+        self.word_in = nn.Linear(c.text_dim, w)
+        self.slots = nn.Parameter(torch.randn(3, w) * 0.02)   # target, anchor, relation
+        self.slot_attn = nn.MultiheadAttention(w, c.heads, batch_first=True)
+        self.slot_norm = nn.LayerNorm(w)
+        self.fuse1 = FusionLayer(w, c.heads)
+        self.fuse2 = FusionLayer(w, c.heads)
+        self.anchor_query = nn.Linear(w, w)
+        self.hop_in = nn.Linear(2 + 1 + w, w)
+        self.target_query = nn.Linear(w, w)
+        # decoder: 16 x 16 tokens + stride-4 key features -> 32 x 32 logits
+        self.dec_tokens = nn.Linear(w, c.decoder_dim)
+        self.dec_mix = nn.Sequential(nn.Conv2d(c.decoder_dim + 32, c.decoder_dim, 1), nn.GELU(),
+                                     nn.Conv2d(c.decoder_dim, c.decoder_dim, 3, padding=1,
+                                               groups=c.decoder_dim), nn.GELU())
+        self.dec_query = nn.Linear(w, c.decoder_dim)
+        self.null_head = nn.Sequential(nn.Linear(3 * w, w), nn.GELU(), nn.Linear(w, 1))
+        # training-only auxiliaries (not exported)
+        self.aux_category = nn.Linear(w, c.category_dim)
+        self.aux_sounding = nn.Linear(c.track_dim + c.audio_dim, 1)
+        if c.key_size % 16 or c.key_size != 2 * c.track_size:
+            raise ValueError(f"GrounderConfig: key_size {c.key_size} must be a multiple of 16 and twice "
+                             f"track_size {c.track_size}")
+        self.grid = c.key_size // 8                           # fusion tokens: grid x grid (16 at 128 px)
+        self.register_buffer("pos", coord_channels(1, self.grid, "cpu").flatten(2).transpose(1, 2)[0],
+                             persistent=False)  # (grid * grid, 2)
+
+    # ------------------------------------------------------------------------------- parts
+    def encode_words(self, tokens: torch.Tensor, token_mask: torch.Tensor):
+        """MiniLM token states (B, T, 384) + mask -> words (B, T, w), padding mask, slots (B, 3, w)."""
+        words = self.word_in(tokens)
+        pad = token_mask <= 0
+        q = self.slots.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        slots = self.slot_norm(q + self.slot_attn(q, words, words, key_padding_mask=pad,
+                                                  need_weights=False)[0])
+        return torch.cat([words, slots], 1), torch.cat([pad, torch.zeros_like(pad[:, :3])], 1), slots
+
+    def encode_audio(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, T) log-mel in dB -> (B, 10, audio_dim) per-second features."""
+        c = self.config
+        frames = NUM_SECONDS * c.mel_frames_per_second
+        x = log_mel[..., :frames]
+        if x.shape[-1] < frames:
+            x = F.pad(x, (0, frames - x.shape[-1]), value=-100.0)
+        x = (x + 40.0) / 20.0                              # about zero mean, unit scale for dB
+        x = x.reshape(x.shape[0], c.n_mels, NUM_SECONDS, c.mel_frames_per_second)
+        stats = torch.cat([x.mean(-1), x.amax(-1)], 1).transpose(1, 2)   # (B, 10, 2 * n_mels)
+        return self.audio_mlp(stats)
+
+    def forward(self, frames: torch.Tensor, key_index: torch.Tensor, log_mel: torch.Tensor,
+                tokens: torch.Tensor, token_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """frames uint8-valued float (B, 10, 3, S, S) at key_size; key_index (B,) long."""
+        c = self.config
+        b = frames.shape[0]
+        x = frames / 255.0
+        key = x[torch.arange(b), key_index]                                # (B, 3, S, S)
+        grey = x.mean(2)                                                   # (B, 10, S, S)
+        prev = grey[torch.arange(b), (key_index - 1).clamp(min=0)]
+        nxt = grey[torch.arange(b), (key_index + 1).clamp(max=NUM_SECONDS - 1)]
+        kgrey = grey[torch.arange(b), key_index]
+        changed = torch.stack([kgrey - grey.mean(1), (kgrey - prev).abs(), (nxt - kgrey).abs()], 1)
+        key_in = torch.cat([key - 0.5, coord_channels(b, c.key_size, x.device), 4 * changed], 1)
+        s2 = self.key_s2(key_in)
+        s4 = self.key_s4(s2)                                               # (B, 32, 32, 32)
+        s8 = self.key_s8(s4)                                               # (B, 64, 16, 16)
+        s16 = self.key_s16(s8)                                             # (B, 96, 8, 8)
+        s16_up = F.interpolate(s16, scale_factor=2, mode="nearest")
+
+        # every frame, tracked back to the key-frame tokens
+        small = F.avg_pool2d(x.flatten(0, 1), c.key_size // c.track_size) - 0.5
+        n, g = self.grid ** 2, self.grid
+        tf = self.track_cnn(small).reshape(b, NUM_SECONDS, c.track_dim, n).transpose(2, 3)  # (B,10,n,d)
+        pos = self.pos
+        q = self.track_query(torch.cat([s8, coord_channels(b, g, x.device)], 1)).flatten(2).transpose(1, 2)
+        k = self.track_key(tf)                                             # (B, 10, 256, d)
+        dist = torch.cdist(pos, pos)                                       # (n, n), units of half-frames
+        scores = torch.einsum("bqd,btkd->btqk", q, k) / math.sqrt(c.track_dim) \
+            - F.softplus(self.track_distance) * dist
+        track = torch.einsum("btqk,btkd->bqtd", scores.softmax(-1), tf)    # (B, 256, 10, d)
+        audio = self.encode_audio(log_mel)                                 # (B, 10, a)
+        av = (self.av_visual(track) * audio.unsqueeze(1)).mean(2)         # (B, 256, a)
+        profile = self.track_profile(track.flatten(2))                     # (B, 256, 64)
+
+        visual = torch.cat([s8, s16_up], 1).flatten(2).transpose(1, 2)     # (B, 256, 160)
+        tokens_v = self.token_in(torch.cat([visual, profile, av, pos.expand(b, -1, -1)], -1))
+        tokens_v = tokens_v + self.audio_global(audio.flatten(1)).unsqueeze(1)
+        words, pad, slots = self.encode_words(tokens, token_mask)
+
+        h1 = self.fuse1(tokens_v, words, pad)
+        anchor_logits = torch.einsum("bnd,bd->bn", h1, self.anchor_query(slots[:, 1])) / math.sqrt(c.width)
+        p_anchor = anchor_logits.softmax(-1)
+        centroid = torch.einsum("bn,nc->bc", p_anchor, pos)
+        anchor_feat = torch.einsum("bn,bnd->bd", p_anchor, h1)
+        hop = torch.cat([pos.unsqueeze(0) - centroid.unsqueeze(1), p_anchor.unsqueeze(-1) * 16,
+                         anchor_feat.unsqueeze(1).expand(-1, n, -1)], -1)
+        h2 = self.fuse2(h1 + self.hop_in(hop), words, pad)
+        coarse = torch.einsum("bnd,bd->bn", h2, self.target_query(slots[:, 0])) / math.sqrt(c.width)
+
+        dec = self.dec_tokens(h2).transpose(1, 2).reshape(b, c.decoder_dim, g, g)
+        dec = self.dec_mix(torch.cat([F.interpolate(dec, scale_factor=2, mode="nearest"), s4], 1))
+        fine = torch.einsum("bdhw,bd->bhw", dec, self.dec_query(slots[:, 0])) / math.sqrt(c.decoder_dim)
+        target_logits = fine + F.interpolate(coarse.reshape(b, 1, g, g), scale_factor=2,
+                                             mode="bilinear", align_corners=False)[:, 0]
+        attn = coarse.softmax(-1)
+        null_in = torch.cat([h2.mean(1), torch.einsum("bn,bnd->bd", attn, h2), slots[:, 0]], -1)
+        return {"target_logits": target_logits, "anchor_logits": anchor_logits.reshape(b, g, g),
+                "null_logit": self.null_head(null_in)[:, 0],
+                # for the auxiliaries
+                "tokens": h1, "track": track, "audio": audio}
+
+    def sounding_logits(self, track_pooled: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """(B, K, 10, d) pooled per object, (B, 10, a) -> (B, K, 10) per-second sounding logits."""
+        a = audio.unsqueeze(1).expand(-1, track_pooled.shape[1], -1, -1)
+        return self.aux_sounding(torch.cat([track_pooled, a], -1))[..., 0]
+
+
+def count_parameters(model: nn.Module, exclude_aux: bool = True) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if not (exclude_aux and n.startswith("aux_")))

@@ -1,0 +1,309 @@
+"""Training the grounding model (stage A) within a wall-clock budget, and its referent metrics.
+
+Losses per expression (``B`` expressions per step, each with a freshly chosen key frame):
+
+- referent share: the sigmoid map's mass on the target's pixels over its total mass, ``-log``
+  (exactly what "the object holding the largest share of the map's mass" asks for);
+- BCE + soft Dice of the map against the target's coverage of each 4 x 4 cell;
+- anchor (relational expressions): ``-log`` of the anchor map's softmax mass on the anchor;
+- null: BCE of the null logit; a null expression's map is pushed to zero everywhere;
+- with the generator's sidecar: per-object category (InfoNCE against the names' MiniLM vectors)
+  and per-object sounding per second (BCE), read from features pooled under each object's mask.
+
+Key frames: half the time the benchmark's key frame, otherwise any frame where the target covers
+at least 0.4% of the frame: the referent is a property of the clip, not of one frame, and video
+mode audits every frame.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from auditor_lite.model.grounder import Grounder, GrounderConfig, count_parameters
+from auditor_lite.training.grounding_data import GroundingSet
+
+MIN_TARGET_SHARE = 0.004
+CUE_BUCKETS = ("sound", "time", "position", "appearance", "motion", "category")
+
+
+def batch_tensors(data: GroundingSet, rows: np.ndarray, rng: np.random.Generator | None,
+                  *, augment: bool, silence_audio: bool = False, text_rows: np.ndarray | None = None):
+    """Tensors for expressions ``rows``; ``rng`` None means the benchmark's key frames."""
+    clips = data.clip[rows].astype(np.int64)
+    order = np.argsort(clips, kind="stable")                 # sorted reads from the memmap
+    frames = np.empty((len(rows),) + data.frames.shape[1:], np.uint8)
+    instance = np.empty((len(rows),) + data.instance.shape[1:], np.uint8)
+    frames[order] = data.frames[clips[order]]
+    instance[order] = data.instance[clips[order]]
+    targets = data.target[rows].astype(np.int64)
+    kfid = data.kfid[rows].astype(np.int64)
+    if rng is not None:
+        size = instance.shape[-1] ** 2
+        for i in range(len(rows)):
+            if rng.random() < 0.5:
+                continue
+            if targets[i] >= 0:
+                share = (instance[i] == targets[i] + 1).reshape(10, -1).sum(1) / size
+                ok = np.nonzero(share >= MIN_TARGET_SHARE)[0]
+            else:
+                ok = np.arange(10)
+            if len(ok):
+                kfid[i] = int(ok[rng.integers(len(ok))])
+    x = torch.from_numpy(frames).permute(0, 1, 4, 2, 3).float()
+    if augment and rng is not None:               # same photometric change for the whole clip
+        gain = torch.from_numpy(rng.uniform(0.85, 1.15, (len(rows), 1, 1, 1, 1))).float()
+        shift = torch.from_numpy(rng.uniform(-20, 20, (len(rows), 1, 1, 1, 1))).float()
+        x = ((x - 128) * gain + 128 + shift).clamp(0, 255)
+    mel = torch.from_numpy(data.log_mel[rows].astype(np.float32))
+    if silence_audio:
+        mel = torch.full_like(mel, -100.0)
+    elif augment and rng is not None:
+        mel = mel + torch.from_numpy(rng.uniform(-4, 4, (len(rows), 1, 1))).float()
+    trow = rows if text_rows is None else text_rows
+    inst_key = torch.from_numpy(instance[np.arange(len(rows)), kfid].astype(np.int64))
+    return {"frames": x, "key_index": torch.from_numpy(kfid), "log_mel": mel,
+            "tokens": torch.from_numpy(data.tokens[trow].astype(np.float32)),
+            "token_mask": torch.from_numpy(data.token_mask[trow].astype(np.float32)),
+            "instance": inst_key, "target": torch.from_numpy(targets),
+            "anchor": torch.from_numpy(data.anchor[rows].astype(np.int64)),
+            "sounding": torch.from_numpy(data.sounding[clips].astype(np.float32)),
+            "category": torch.from_numpy(data.category[clips].astype(np.int64)),
+            "num_objects": torch.from_numpy(data.num_objects[clips].astype(np.int64))}
+
+
+def object_fractions(instance: torch.Tensor, num_slots: int, cell: int) -> torch.Tensor:
+    """(B, S, S) ids -> (B, num_slots + 1, S/cell, S/cell) coverage; channel 0 is background."""
+    onehot = F.one_hot(instance.clamp(max=num_slots), num_slots + 1).permute(0, 3, 1, 2).float()
+    return F.avg_pool2d(onehot, cell)
+
+
+def object_masses(target_logits: torch.Tensor, frac32: torch.Tensor) -> torch.Tensor:
+    """Mass of the sigmoid map on each object (and background, index 0): (B, K + 1)."""
+    return torch.einsum("bhw,bkhw->bk", torch.sigmoid(target_logits), frac32)
+
+
+def grounding_losses(model: Grounder, out: dict, batch: dict, name_vectors: torch.Tensor | None,
+                     max_objects: int) -> dict[str, torch.Tensor]:
+    frac32 = object_fractions(batch["instance"], max_objects, 4)      # the map's grid (stride 4)
+    frac16 = object_fractions(batch["instance"], max_objects, 8)      # the tokens' grid (stride 8)
+    n32, n16 = frac32.shape[-1], frac16.shape[-1]
+    target = batch["target"]
+    has = target >= 0
+    logits = out["target_logits"]
+    losses = {}
+    mass = object_masses(logits, frac32)
+    tgt_idx = (target + 1).clamp(min=0)
+    share = mass.gather(1, tgt_idx[:, None])[:, 0] / (mass.sum(1) + 1e-6)
+    losses["referent"] = -(torch.log(share + 1e-4) * has).sum() / has.sum().clamp(min=1)
+    gt = frac32.gather(1, tgt_idx[:, None, None, None].expand(-1, 1, n32, n32))[:, 0] * has[:, None, None]
+    bce = F.binary_cross_entropy_with_logits(logits, gt, reduction="none").mean((1, 2))
+    prob = torch.sigmoid(logits)
+    dice = 1 - (2 * (prob * gt).sum((1, 2)) + 1) / (prob.sum((1, 2)) + gt.sum((1, 2)) + 1)
+    losses["map"] = 2 * bce.mean() + (dice * has).sum() / has.sum().clamp(min=1)
+    anchor = batch["anchor"]
+    has_a = anchor >= 0
+    if has_a.any():
+        p_a = out["anchor_logits"].flatten(1).softmax(-1)
+        fa = frac16.gather(1, (anchor + 1).clamp(min=0)[:, None, None, None].expand(-1, 1, n16, n16))
+        losses["anchor"] = -(torch.log((p_a * fa.flatten(1)).sum(1) + 1e-4) * has_a).sum() / has_a.sum()
+    losses["null"] = F.binary_cross_entropy_with_logits(out["null_logit"], (~has).float())
+    # per-object auxiliaries, objects present on the key frame
+    weights = frac16[:, 1:].flatten(2)                                       # (B, K, 256)
+    area = weights.sum(-1)
+    present = (area > 0.5) & (batch["category"][:, :max_objects] >= 0)
+    pooled_w = weights / area.clamp(min=1e-6)[..., None]
+    if name_vectors is not None and present.any():
+        feats = torch.einsum("bkn,bnd->bkd", pooled_w, out["tokens"])
+        emb = F.normalize(model.aux_category(feats), dim=-1)
+        logit = emb @ name_vectors.T / 0.1
+        cat = batch["category"][:, :max_objects].clamp(min=0)
+        ce = F.cross_entropy(logit.flatten(0, 1), cat.flatten(), reduction="none").view_as(cat)
+        losses["category"] = 0.5 * (ce * present).sum() / present.sum()
+    sounding = batch["sounding"][:, :max_objects]
+    known = present & (sounding[..., 0] >= 0) & has[:, None]       # null uids hear cross audio
+    if known.any():
+        track = torch.einsum("bkn,bntd->bktd", pooled_w, out["track"])
+        sl = model.sounding_logits(track, out["audio"])
+        bce_s = F.binary_cross_entropy_with_logits(sl, sounding.clamp(min=0), reduction="none").mean(-1)
+        losses["sounding"] = 0.5 * (bce_s * known).sum() / known.sum()
+    return losses
+
+
+@torch.no_grad()
+def referent_predictions(model: Grounder, data: GroundingSet, rows: np.ndarray, batch_size: int = 32,
+                         **batch_kwargs) -> dict[str, np.ndarray]:
+    """Per expression: the object with the largest share of the key-frame map's mass (-1: none
+    visible), the null logit, and whether the prediction is correct."""
+    if len(rows) == 0:
+        empty = np.zeros(0)
+        return {"pick": empty.astype(int), "null_logit": empty, "correct": empty.astype(bool), "chance": empty}
+    model.eval()
+    picked, nulls, correct, chance = [], [], [], []
+    text_rows = batch_kwargs.pop("text_rows", None)
+    for i in range(0, len(rows), batch_size):
+        r = rows[i:i + batch_size]
+        tr = None if text_rows is None else text_rows[i:i + batch_size]
+        b = batch_tensors(data, r, None, augment=False, text_rows=tr, **batch_kwargs)
+        out = model(b["frames"], b["key_index"], b["log_mel"], b["tokens"], b["token_mask"])
+        k = int(data.num_objects[data.clip[r]].max())
+        mass = object_masses(out["target_logits"], object_fractions(b["instance"], k, 4))[:, 1:]
+        visible = object_fractions(b["instance"], k, 4)[:, 1:].sum((2, 3)) > 0
+        mass = mass.masked_fill(~visible, -1.0)
+        pick = mass.argmax(1)
+        null = out["null_logit"]
+        tgt = b["target"]
+        ok = torch.where(tgt >= 0, pick == tgt, null > 0)
+        picked.append(pick.numpy())
+        nulls.append(null.numpy())
+        correct.append(ok.numpy())
+        chance.append((1.0 / visible.sum(1).clamp(min=1)).numpy())
+    model.train()
+    return {"pick": np.concatenate(picked), "null_logit": np.concatenate(nulls),
+            "correct": np.concatenate(correct), "chance": np.concatenate(chance)}
+
+
+def referent_report(data: GroundingSet, rows: np.ndarray, pred: dict) -> dict:
+    """Accuracy overall, per cue bucket (an expression counts in each bucket of its cue label),
+    relational, null, and the chance level (mean of 1 / visible objects) of the same rows."""
+    groups = defaultdict(list)
+    for j, e in enumerate(rows):
+        cue = data.meta["cues"][e]
+        names = ["overall"] + [c for c in CUE_BUCKETS if c in cue.split("+")]
+        if cue == "null":
+            names.append("null")
+        if data.anchor[e] >= 0:
+            names.append("relational")
+        if data.meta["needs_audio"][e] and cue != "null":
+            names.append("needs_audio")
+        for n in names:
+            groups[n].append(j)
+    report = {}
+    for name, idx in groups.items():
+        idx = np.array(idx)
+        report[name] = {"n": int(len(idx)), "accuracy": float(pred["correct"][idx].mean()),
+                        "chance": float(pred["chance"][idx].mean())}
+    return report
+
+
+def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: int = 16, lr: float = 2e-3,
+                   seed: int = 0, val_fraction: float = 0.05, val_every_minutes: float = 10.0,
+                   config: GrounderConfig | None = None, log=print) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    vids = np.array(data.meta["vids"])
+    units = np.array([hash_unit(v) for v in vids])
+    held = units < val_fraction
+    if not held.any() and len(vids) > 1:       # tiny sets still validate on one clip
+        held[int(units.argmin())] = True
+    is_val = held[data.clip[:]]
+    train_rows, val_rows = np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
+    (out_dir / "heldout_vids.txt").write_text("\n".join(vids[held]) + "\n")
+    model = Grounder(config or GrounderConfig(key_size=data.meta["size"], max_tokens=data.meta["max_tokens"]))
+    names = name_vectors(data.categories)
+    max_objects = data.sounding.shape[1]
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    other = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.02}, {"params": other, "weight_decay": 0}],
+                            lr=lr, betas=(0.9, 0.98))
+    budget = minutes * 60
+    step, best, last_val = 0, -1.0, time.perf_counter()
+    log(f"grounder: {count_parameters(model):,} parameters, {len(train_rows)} train / {len(val_rows)} "
+        f"held-out expressions, budget {minutes} min")
+    epoch_rows = rng.permutation(train_rows)
+    pos = 0
+    reserve = 30 + 0.03 * len(val_rows)            # seconds kept for the final validation
+
+    def validate():
+        report = referent_report(data, val_rows, referent_predictions(model, data, val_rows))
+        log(f"val step {step}: " + ", ".join(f"{k} {v['accuracy']:.3f} (n={v['n']})"
+                                             for k, v in report.items()))
+        with open(out_dir / "train_log.jsonl", "a") as fh:
+            fh.write(json.dumps({"step": step, "time_s": round(time.perf_counter() - started, 1),
+                                 "val": report}) + "\n")
+        return report["overall"]["accuracy"]
+
+    while time.perf_counter() - started < budget - reserve:
+        elapsed = time.perf_counter() - started
+        frac = min(elapsed / (budget - reserve), 1.0)
+        warm = min(1.0, (step + 1) / 100)
+        for g in opt.param_groups:
+            g["lr"] = lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+        if pos + batch_size > len(epoch_rows):
+            epoch_rows, pos = rng.permutation(train_rows), 0
+        rows = epoch_rows[pos:pos + batch_size]
+        pos += batch_size
+        b = batch_tensors(data, rows, rng, augment=True)
+        out = model(b["frames"], b["key_index"], b["log_mel"], b["tokens"], b["token_mask"])
+        losses = grounding_losses(model, out, b, names, max_objects)
+        total = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 25 == 0:
+            log(f"step {step} {elapsed / 60:.1f} min lr {opt.param_groups[0]['lr']:.2e} " +
+                " ".join(f"{k} {v.item():.3f}" for k, v in losses.items()))
+        if time.perf_counter() - last_val > val_every_minutes * 60:
+            last_val = time.perf_counter()
+            acc = validate()
+            if acc > best:
+                best = acc
+                save_grounder(model, out_dir)
+    acc = validate()
+    if acc >= best:
+        best = acc
+        save_grounder(model, out_dir)
+    summary = {"steps": step, "minutes": round((time.perf_counter() - started) / 60, 2), "best_val": best,
+               "parameters": count_parameters(model), "batch_size": batch_size, "lr": lr, "seed": seed,
+               "train_expressions": int(len(train_rows)), "heldout_expressions": int(len(val_rows)),
+               "data": data.meta["bench"]}
+    (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def hash_unit(text: str) -> float:
+    import hashlib
+    return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def name_vectors(categories: list[str]) -> torch.Tensor | None:
+    if not categories:
+        return None
+    from auditor_lite.model.text import MiniLMTextEncoder
+    return F.normalize(MiniLMTextEncoder().encode([c.replace("_", " ") for c in categories]), dim=-1)
+
+
+def save_grounder(model: Grounder, out_dir) -> None:
+    from safetensors.torch import save_file
+    out_dir = Path(out_dir)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / "grounder.safetensors"))
+    (out_dir / "grounder_config.json").write_text(json.dumps(model.config.to_dict(), indent=2))
+
+
+def load_grounder(model_dir) -> Grounder:
+    from safetensors.torch import load_file
+    model_dir = Path(model_dir)
+    config_path = model_dir / "grounder_config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{model_dir}: no grounder_config.json (not a grounding model directory)")
+    model = Grounder(GrounderConfig(**json.loads(config_path.read_text())))
+    model.load_state_dict(load_file(str(model_dir / "grounder.safetensors")))
+    return model.eval()
+
+
+if __name__ == "__main__":   # pragma: no cover - manual runs
+    sys.exit("use `auditor-lite train-grounding`")

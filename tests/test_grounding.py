@@ -1,0 +1,167 @@
+"""Stage A (grounding): the generator's sidecar, the decoded set, the model, training and diagnostics."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from click.testing import CliRunner  # noqa: E402
+
+from auditor_lite.cli import main  # noqa: E402
+from auditor_lite.data import synth  # noqa: E402
+from auditor_lite.data.media import load_mask  # noqa: E402
+from auditor_lite.data.reader import Benchmark  # noqa: E402
+from auditor_lite.data.sidecar import SIDECAR_DIR, read_sidecar, sidecar_path  # noqa: E402
+from auditor_lite.model.grounder import Grounder, GrounderConfig  # noqa: E402
+from auditor_lite.training.grounding_data import grounding_set  # noqa: E402
+from auditor_lite.training.grounding_train import (batch_tensors, grounding_losses,  # noqa: E402
+                                                   name_vectors, referent_predictions,
+                                                   referent_report)
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("grounding") / "bench"
+    synth.synthesize(root, clips=10, seed=11, size=SIZE, procedural=True, progress=False, workers=1)
+    return root
+
+
+def test_sidecar_matches_the_official_files(bench):
+    bench_reader = Benchmark(bench)
+    checked = 0
+    for record in bench_reader.records("train", "train"):
+        side = read_sidecar(bench, record.vid)
+        assert side is not None
+        info = side.expression(record.uid)
+        assert info is not None and info["null"] == record.is_null
+        if record.is_null:
+            continue
+        assert info["target"] == record.fid
+        gt = load_mask(record.gt_masks[record.kfid])
+        assert np.array_equal(side.instance[record.kfid] == record.fid + 1, gt)
+        assert side.sounding.shape == (side.num_objects, 10)
+        assert info["cue"]
+        if info["anchor"] is not None:
+            assert info["anchor"] != info["target"] and info["relation"]
+        checked += 1
+    assert checked >= 3
+
+
+def test_reader_ignores_the_sidecar(bench, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(bench, copy)
+    shutil.rmtree(copy / SIDECAR_DIR)
+    with_side = [r.uid for r in Benchmark(bench).records("test_s", "image")]
+    without = [r.uid for r in Benchmark(copy).records("test_s", "image")]
+    assert with_side == without
+    assert read_sidecar(copy, with_side[0].rsplit("_", 2)[0]) is None
+
+
+def test_corrupt_sidecar_is_a_clear_error(bench, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(bench, copy)
+    vid = next(Benchmark(copy).records("train", "train")).vid
+    sidecar_path(copy, vid).write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match=vid):
+        read_sidecar(copy, vid)
+
+
+def test_grounder_shapes_and_budget():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = Grounder(GrounderConfig()).eval()
+    frames = torch.randint(0, 255, (2, 10, 3, 128, 128)).float()
+    mel = torch.full((2, 64, 501), -60.0)
+    tokens, mask = torch.randn(2, 24, 384), torch.ones(2, 24)
+    with FlopCounterMode(display=False) as counter:
+        out = model(frames[:1], torch.tensor([3]), mel[:1], tokens[:1], mask[:1])
+    assert out["target_logits"].shape == (1, 32, 32)
+    assert out["anchor_logits"].shape == (1, 16, 16)
+    assert out["null_logit"].shape == (1,)
+    # the issue's budget: at most 0.5 GFLOP per clip, everything included
+    assert counter.get_total_flops() < 0.45e9
+    # padding words are ignored
+    mask2 = mask.clone()
+    mask2[:, 12:] = 0
+    tokens2 = tokens.clone()
+    tokens2[:, 12:] = 100.0
+    a = model(frames, torch.tensor([3, 4]), mel, tokens, mask2)["target_logits"]
+    b = model(frames, torch.tensor([3, 4]), mel, tokens2, mask2)["target_logits"]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def data(bench, tmp_path_factory):
+    return grounding_set(bench, "train", "train", tmp_path_factory.mktemp("cache"), size=SIZE,
+                         max_tokens=16, progress=False)
+
+
+def test_grounding_set(data, bench):
+    assert len(data) == len(list(Benchmark(bench).records("train", "train")))
+    assert data.frames.shape[1:] == (10, SIZE, SIZE, 3)
+    assert data.log_mel.shape[1:] == (64, 501)
+    assert data.tokens.shape[1:] == (16, 384)
+    for e in range(len(data)):
+        if data.target[e] >= 0:
+            c, k = data.clip[e], data.kfid[e]
+            assert (data.instance[c, k] == data.target[e] + 1).any()
+    assert all(data.meta["has_sidecar"])
+
+
+def test_losses_fall_when_training(data):
+    torch.manual_seed(0)
+    model = Grounder(GrounderConfig(key_size=SIZE, track_size=SIZE // 2, max_tokens=16))
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    names = name_vectors(data.categories)
+    rows = np.arange(len(data))
+    rng = np.random.default_rng(0)
+    first = None
+    for _ in range(25):
+        b = batch_tensors(data, rows, rng, augment=False)
+        out = model(b["frames"], b["key_index"], b["log_mel"], b["tokens"], b["token_mask"])
+        losses = grounding_losses(model, out, b, names, data.sounding.shape[1])
+        total = sum(losses.values())
+        first = total.item() if first is None else first
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    assert {"referent", "map", "null"} <= set(losses)
+    assert total.item() < 0.8 * first
+    pred = referent_predictions(model, data, rows)
+    report = referent_report(data, rows, pred)
+    assert report["overall"]["n"] == len(rows)
+    assert 0.0 < report["overall"]["chance"] <= 1.0
+
+
+def test_train_and_diagnose_commands(bench, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "grounder"
+    result = runner.invoke(main, ["train-grounding", "--bench", str(bench), "--out", str(out),
+                                  "--max-minutes", "1.05", "--batch-size", "4", "--threads", "1",
+                                  "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert (out / "grounder.safetensors").is_file() and (out / "training_summary.json").is_file()
+    report = tmp_path / "diag.json"
+    result = runner.invoke(main, ["diagnose", "grounding", "--model", str(out), "--bench", str(bench),
+                                  "--cache", str(tmp_path / "cache"), "--threads", "1",
+                                  "--shuffle-expressions", "1", "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "referent accuracy" in result.output and "chance" in result.output
+    numbers = json.loads(report.read_text())
+    assert numbers["shuffle_expressions"] == 1 and "overall" in numbers["splits"]["test_s"]
+
+
+def test_diagnose_refuses_a_directory_without_a_grounder(bench, tmp_path):
+    result = CliRunner().invoke(main, ["diagnose", "grounding", "--model", str(tmp_path),
+                                       "--bench", str(bench)])
+    assert result.exit_code != 0
+    assert "grounder_config.json" in result.output and "Traceback" not in result.output
