@@ -165,3 +165,35 @@ def test_diagnose_refuses_a_directory_without_a_grounder(bench, tmp_path):
                                        "--bench", str(bench)])
     assert result.exit_code != 0
     assert "grounder_config.json" in result.output and "Traceback" not in result.output
+
+
+def test_sidecar_facts_rebuild_the_generators_expressions(bench):
+    """The resolver on facts rebuilt from the sidecar phrases the benchmark's own expression again,
+    so extra training expressions mean what they say."""
+    from auditor_lite.data.expressions import candidate_expressions
+    from auditor_lite.training.extra_expressions import extra_expressions, facts_from_sidecar
+
+    checked = 0
+    for record in Benchmark(bench).records("train", "train"):
+        if record.is_null:
+            continue
+        side = read_sidecar(bench, record.vid)
+        facts = facts_from_sidecar(side)
+        texts = {e.text for _, e in candidate_expressions(facts, record.fid)}
+        assert record.exp in texts
+        extra = extra_expressions(side, np.random.default_rng(0), 3, exclude={record.exp})
+        for item in extra:
+            assert item["text"] != record.exp
+            assert 0 <= item["target"] < side.num_objects
+        checked += 1
+    assert checked >= 3
+
+
+def test_extra_expressions_in_the_training_set(bench, tmp_path):
+    data = grounding_set(bench, "train", "train", tmp_path, size=SIZE, max_tokens=16, progress=False,
+                         extra_per_clip=2)
+    extra = np.array(data.meta["extra"])
+    assert extra.sum() > 0 and (~extra).sum() == len(list(Benchmark(bench).records("train", "train")))
+    for e in np.nonzero(extra)[0]:
+        assert data.target[e] >= 0
+        assert (data.instance[data.clip[e], data.kfid[e]] == data.target[e] + 1).any()

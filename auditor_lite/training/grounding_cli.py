@@ -37,8 +37,11 @@ def _threads(n: int) -> None:
 @click.option("--val-every-minutes", type=float, default=10.0, show_default=True)
 @click.option("--cache", "cache_root", type=click.Path(file_okay=False), default=None,
               help="Where decoded arrays are cached [default: <bench>/../.grounding_cache].")
+@click.option("--extra-per-clip", type=int, default=4, show_default=True,
+              help="More expressions per training clip, phrased from its sidecar about other targets.")
 @click.option("--threads", type=int, default=os.cpu_count() or 1, show_default=True)
-def train_grounding(bench, out_dir, max_minutes, batch_size, lr, seed, val_every_minutes, cache_root, threads):
+def train_grounding(bench, out_dir, max_minutes, batch_size, lr, seed, val_every_minutes, cache_root,
+                    extra_per_clip, threads):
     """Train the grounding model (stage A) on BENCH's train split."""
     from auditor_lite.training.grounding_data import grounding_set
     from auditor_lite.training.grounding_train import train_grounder
@@ -48,9 +51,12 @@ def train_grounding(bench, out_dir, max_minutes, batch_size, lr, seed, val_every
     if batch_size < 2:
         raise click.BadParameter("must be at least 2", param_hint="--batch-size")
     _threads(threads)
-    data = grounding_set(bench, "train", "train", cache_root)
-    click.echo(f"data: {len(data)} expressions, {len(data.meta['vids'])} clips "
-               f"(sidecar for {sum(data.meta['has_sidecar'])})")
+    if extra_per_clip < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--extra-per-clip")
+    data = grounding_set(bench, "train", "train", cache_root, extra_per_clip=extra_per_clip)
+    extra = sum(data.meta["extra"])
+    click.echo(f"data: {len(data) - extra} expressions + {extra} extra, {len(data.meta['vids'])} clips "
+               f"(sidecar for {sum(data.meta['has_sidecar']) - extra})")
     summary = train_grounder(data, out_dir, minutes=max_minutes, batch_size=batch_size, lr=lr, seed=seed,
                              val_every_minutes=val_every_minutes, log=click.echo)
     click.echo(json.dumps(summary, indent=2))

@@ -7,9 +7,14 @@ One directory of ``.npy`` files per (benchmark, split, mode), memory-mapped when
   expression's ground-truth mask as object 0); ``sounding`` (C, MAX_OBJECTS, 10) int8 (-1 unknown);
   ``category`` (C, MAX_OBJECTS) int32 into ``categories.json`` (-1 unknown); ``num_objects`` (C,);
 * per expression: ``clip`` (E,), ``kfid``, ``target`` (-1 for a null expression), ``anchor`` (-1 for
-  none or unknown), ``log_mel`` (E, 64, 501) float16 (numpy log-mel of its audio; null uids are heard
-  with their cross audio), MiniLM ``tokens`` (E, T, 384) float16 and ``token_mask`` (E, T) uint8,
-  and ``meta.json`` (uids, vids, expressions, cues, needs_audio, has_sidecar).
+  none or unknown), ``mel_row`` into ``log_mel`` (A, 64, 501) float16 (numpy log-mel of each audio
+  file once; null uids are heard with their cross audio), MiniLM ``tokens`` (E, T, 384) float16 and
+  ``token_mask`` (E, T) uint8, and ``meta.json`` (uids, vids, expressions, cues, needs_audio,
+  has_sidecar, extra).
+
+``extra_per_clip`` > 0 appends that many more expressions per clip with a sidecar, phrased by the
+generator's resolver about other targets of the same scene (:mod:`extra_expressions`); their uids
+start with ``extra:`` and ``meta["extra"]`` marks them, so that validation can leave them out.
 
 Everything the runtime would compute comes from the same torch-free functions
 (:func:`auditor_lite.preprocess.area_resize`, :func:`auditor_lite.preprocess.log_mel`).
@@ -35,10 +40,11 @@ from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
 from auditor_lite.data.sidecar import read_sidecar
 from auditor_lite.preprocess import area_resize, log_mel
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 MAX_OBJECTS = 6
 CLIP_ARRAYS = ("frames", "instance", "sounding", "category", "num_objects")
-EXPR_ARRAYS = ("clip", "kfid", "target", "anchor", "log_mel", "tokens", "token_mask")
+EXPR_ARRAYS = ("clip", "kfid", "target", "anchor", "mel_row", "tokens", "token_mask")
+OTHER_ARRAYS = ("log_mel",)
 
 
 @dataclass
@@ -93,20 +99,33 @@ def _decode_clip(job):
     return frames, instance, side
 
 
+def _extra_job(job):
+    root, vid, count, seed, exclude = job
+    from auditor_lite.training.extra_expressions import extra_expressions
+    side = read_sidecar(root, vid)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, int(hashlib.sha1(vid.encode()).hexdigest()[:8], 16)]))
+    return vid, extra_expressions(side, rng, count, exclude=set(exclude))
+
+
+def _own_audio(bench: Path, vid: str) -> Path:
+    return bench / "media" / vid / "audio.wav"
+
+
 def _audio_job(path):
     wave, rate = load_audio(path)
     return audio_features(wave, rate, str(path)).astype(np.float16)
 
 
-def cache_key(bench: Path, split: str, mode: str, size: int, max_tokens: int) -> str:
+def cache_key(bench: Path, split: str, mode: str, size: int, max_tokens: int, extra: int = 0) -> str:
     meta = bench / "train_test_meta_files"
-    stamp = [str(bench.resolve()), split, mode, str(size), str(max_tokens), str(CACHE_VERSION)]
+    stamp = [str(bench.resolve()), split, mode, str(size), str(max_tokens), str(extra), str(CACHE_VERSION)]
     stamp += [f"{p.name}:{p.stat().st_mtime_ns}" for p in sorted(meta.glob("*")) if p.is_file()]
     return hashlib.sha1("|".join(stamp).encode()).hexdigest()[:16]
 
 
 def build_grounding_set(bench, split: str, mode: str, out_dir, *, size: int = 128, max_tokens: int = 24,
-                        workers: int = 2, progress: bool = True) -> GroundingSet:
+                        workers: int = 2, progress: bool = True, extra_per_clip: int = 0,
+                        seed: int = 0) -> GroundingSet:
     bench = Path(bench)
     out_dir = Path(out_dir)
     records = list(Benchmark(bench).records(split, mode))
@@ -151,10 +170,24 @@ def build_grounding_set(bench, split: str, mode: str, out_dir, *, size: int = 12
                 arr["num_objects"][c] = 1
             bar.update(1)
         bar.close()
-        mels = list(tqdm(pool.map(_audio_job, [r.clip.audio_path for r in records], chunksize=16),
-                         total=E, desc=f"grounding set {split}/{mode}: audio", file=sys.stderr,
-                         disable=not progress))
+        audio_paths = {str(r.clip.audio_path) for r in records}
+        if extra_per_clip > 0:       # extra expressions are heard with the clip's own audio
+            audio_paths |= {str(_own_audio(bench, v)) for v in vids}
+        audio_paths = sorted(audio_paths)
+        mel_index = {p: i for i, p in enumerate(audio_paths)}
+        mels = list(tqdm(pool.map(_audio_job, audio_paths, chunksize=16), total=len(audio_paths),
+                         desc=f"grounding set {split}/{mode}: audio", file=sys.stderr, disable=not progress))
+        extras = []
+        if extra_per_clip > 0:
+            own = {}
+            for r in records:
+                own.setdefault(r.vid, []).append(r.exp)
+            jobs = [(bench, v, extra_per_clip, seed, own[v]) for v in vids if sides[v] is not None]
+            extras = list(tqdm(pool.map(_extra_job, jobs, chunksize=32), total=len(jobs),
+                               desc=f"grounding set {split}/{mode}: extra expressions", file=sys.stderr,
+                               disable=not progress))
     arr["log_mel"] = np.stack(mels)
+    arr["mel_row"] = np.array([mel_index[str(r.clip.audio_path)] for r in records], np.int32)
     cues, needs, has_side = [], [], []
     for e, r in enumerate(records):
         side = sides[r.vid]
@@ -169,14 +202,33 @@ def build_grounding_set(bench, split: str, mode: str, out_dir, *, size: int = 12
             arr["target"][e] = -1 if r.is_null else 0
             cues.append("null" if r.is_null else "unknown")
             needs.append(False)
-    arr["tokens"], arr["token_mask"] = encode_tokens([r.exp for r in records], max_tokens)
+    uids, texts, extra = [r.uid for r in records], [r.exp for r in records], [False] * E
+    more = {"clip": [], "kfid": [], "target": [], "anchor": [], "mel_row": []}
+    for vid, items in extras:
+        c = clip_of[vid]
+        for n, item in enumerate(items):
+            areas = (arr["instance"][c] == item["target"] + 1).reshape(NUM_FRAMES, -1).sum(1)
+            more["clip"].append(c)
+            more["kfid"].append(int(areas.argmax()))
+            more["target"].append(item["target"])
+            more["anchor"].append(-1 if item["anchor"] is None else item["anchor"])
+            more["mel_row"].append(mel_index[str(_own_audio(bench, vid))])
+            uids.append(f"extra:{vid}:{n}")
+            texts.append(item["text"])
+            cues.append(item["cue"])
+            needs.append(item["needs_audio"])
+            has_side.append(True)
+            extra.append(True)
+    for name, values in more.items():
+        if values:
+            arr[name] = np.concatenate([arr[name], np.array(values, arr[name].dtype)])
+    arr["tokens"], arr["token_mask"] = encode_tokens(texts, max_tokens)
     meta = {"version": CACHE_VERSION, "bench": str(bench.resolve()), "split": split, "mode": mode,
-            "size": size, "max_tokens": max_tokens, "uids": [r.uid for r in records],
-            "vids": vids, "expressions": [r.exp for r in records], "cues": cues,
-            "needs_audio": needs, "has_sidecar": has_side, "categories": list(categories),
-            "seconds": round(time.perf_counter() - started, 1)}
+            "size": size, "max_tokens": max_tokens, "uids": uids, "vids": vids, "expressions": texts,
+            "cues": cues, "needs_audio": needs, "has_sidecar": has_side, "extra": extra,
+            "categories": list(categories), "seconds": round(time.perf_counter() - started, 1)}
     for name in ("sounding", "category", "num_objects", "clip", "kfid", "target", "anchor",
-                 "log_mel", "tokens", "token_mask"):
+                 "mel_row", "log_mel", "tokens", "token_mask"):
         np.save(out_dir / f"{name}.npy", arr[name])
     arr["frames"].flush()
     arr["instance"].flush()
@@ -204,18 +256,19 @@ def encode_tokens(texts: list[str], max_tokens: int, batch: int = 128):
 def load_grounding_set(out_dir) -> GroundingSet:
     out_dir = Path(out_dir)
     meta = json.loads((out_dir / "meta.json").read_text())
-    arrays = {n: np.load(out_dir / f"{n}.npy", mmap_mode="r") for n in CLIP_ARRAYS + EXPR_ARRAYS}
+    arrays = {n: np.load(out_dir / f"{n}.npy", mmap_mode="r") for n in CLIP_ARRAYS + EXPR_ARRAYS + OTHER_ARRAYS}
     return GroundingSet(out_dir, arrays, meta)
 
 
 def grounding_set(bench, split: str, mode: str, cache_root=None, *, size: int = 128,
-                  max_tokens: int = 24, progress: bool = True) -> GroundingSet:
+                  max_tokens: int = 24, progress: bool = True, extra_per_clip: int = 0) -> GroundingSet:
     """The cached set for (bench, split, mode), built on first use."""
     bench = Path(bench)
     cache_root = Path(cache_root) if cache_root else bench.parent / ".grounding_cache"
-    out_dir = cache_root / f"{bench.name}-{split}-{mode}-{cache_key(bench, split, mode, size, max_tokens)}"
+    key = cache_key(bench, split, mode, size, max_tokens, extra_per_clip)
+    out_dir = cache_root / f"{bench.name}-{split}-{mode}-{key}"
     if (out_dir / "meta.json").is_file():
         return load_grounding_set(out_dir)
     workers = min(2, os.cpu_count() or 1)
     return build_grounding_set(bench, split, mode, out_dir, size=size, max_tokens=max_tokens,
-                               workers=workers, progress=progress)
+                               workers=workers, progress=progress, extra_per_clip=extra_per_clip)

@@ -32,6 +32,7 @@ from auditor_lite.model.grounder import Grounder, GrounderConfig, count_paramete
 from auditor_lite.training.grounding_data import GroundingSet
 
 MIN_TARGET_SHARE = 0.004
+NULL_WEIGHT = 4.0
 CUE_BUCKETS = ("sound", "time", "position", "appearance", "motion", "category")
 
 
@@ -63,7 +64,7 @@ def batch_tensors(data: GroundingSet, rows: np.ndarray, rng: np.random.Generator
         gain = torch.from_numpy(rng.uniform(0.85, 1.15, (len(rows), 1, 1, 1, 1))).float()
         shift = torch.from_numpy(rng.uniform(-20, 20, (len(rows), 1, 1, 1, 1))).float()
         x = ((x - 128) * gain + 128 + shift).clamp(0, 255)
-    mel = torch.from_numpy(data.log_mel[rows].astype(np.float32))
+    mel = torch.from_numpy(data.log_mel[data.mel_row[rows]].astype(np.float32))
     if silence_audio:
         mel = torch.full_like(mel, -100.0)
     elif augment and rng is not None:
@@ -115,7 +116,9 @@ def grounding_losses(model: Grounder, out: dict, batch: dict, name_vectors: torc
         p_a = out["anchor_logits"].flatten(1).softmax(-1)
         fa = frac16.gather(1, (anchor + 1).clamp(min=0)[:, None, None, None].expand(-1, 1, n16, n16))
         losses["anchor"] = -(torch.log((p_a * fa.flatten(1)).sum(1) + 1e-4) * has_a).sum() / has_a.sum()
-    losses["null"] = F.binary_cross_entropy_with_logits(out["null_logit"], (~has).float())
+    # null expressions are ~5% of the data: weighted so that the null logit learns to fire
+    losses["null"] = F.binary_cross_entropy_with_logits(out["null_logit"], (~has).float(),
+                                                        pos_weight=torch.tensor(NULL_WEIGHT))
     # per-object auxiliaries, objects present on the key frame
     weights = frac16[:, 1:].flatten(2)                                       # (B, K, 256)
     area = weights.sum(-1)
@@ -208,7 +211,9 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
     if not held.any() and len(vids) > 1:       # tiny sets still validate on one clip
         held[int(units.argmin())] = True
     is_val = held[data.clip[:]]
-    train_rows, val_rows = np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
+    extra = np.array(data.meta.get("extra", [False] * len(data)), bool)
+    # validation on the benchmark's own expressions only, so numbers compare across runs
+    train_rows, val_rows = np.nonzero(~is_val)[0], np.nonzero(is_val & ~extra)[0]
     (out_dir / "heldout_vids.txt").write_text("\n".join(vids[held]) + "\n")
     model = Grounder(config or GrounderConfig(key_size=data.meta["size"], max_tokens=data.meta["max_tokens"]))
     names = name_vectors(data.categories)
