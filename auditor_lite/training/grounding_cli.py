@@ -39,9 +39,11 @@ def _threads(n: int) -> None:
               help="Where decoded arrays are cached [default: <bench>/../.grounding_cache].")
 @click.option("--extra-per-clip", type=int, default=4, show_default=True,
               help="More expressions per training clip, phrased from its sidecar about other targets.")
+@click.option("--audio-dropout", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of the expressions that do not need audio heard as silence in training.")
 @click.option("--threads", type=int, default=os.cpu_count() or 1, show_default=True)
 def train_grounding(bench, out_dir, max_minutes, batch_size, lr, seed, val_every_minutes, cache_root,
-                    extra_per_clip, threads):
+                    extra_per_clip, audio_dropout, threads):
     """Train the grounding model (stage A) on BENCH's train split."""
     from auditor_lite.training.grounding_data import grounding_set
     from auditor_lite.training.grounding_train import train_grounder
@@ -58,7 +60,8 @@ def train_grounding(bench, out_dir, max_minutes, batch_size, lr, seed, val_every
     click.echo(f"data: {len(data) - extra} expressions + {extra} extra, {len(data.meta['vids'])} clips "
                f"(sidecar for {sum(data.meta['has_sidecar']) - extra})")
     summary = train_grounder(data, out_dir, minutes=max_minutes, batch_size=batch_size, lr=lr, seed=seed,
-                             val_every_minutes=val_every_minutes, log=click.echo)
+                             val_every_minutes=val_every_minutes, audio_dropout=audio_dropout,
+                             log=click.echo)
     click.echo(json.dumps(summary, indent=2))
 
 

@@ -33,6 +33,10 @@ from auditor_lite.training.grounding_data import GroundingSet
 
 MIN_TARGET_SHARE = 0.004
 NULL_WEIGHT = 4.0
+# Share of text+vision expressions heard as silence in training: an edge box may get a clip with a
+# dead microphone, and the expressions that do not need audio must survive it. (The second run
+# without it lost 20 points on every expression when silenced: silence was out of distribution.)
+AUDIO_DROPOUT = 0.1
 CUE_BUCKETS = ("sound", "time", "position", "appearance", "motion", "category")
 
 
@@ -199,7 +203,8 @@ def referent_report(data: GroundingSet, rows: np.ndarray, pred: dict) -> dict:
 
 def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: int = 16, lr: float = 2e-3,
                    seed: int = 0, val_fraction: float = 0.05, val_every_minutes: float = 10.0,
-                   config: GrounderConfig | None = None, log=print) -> dict:
+                   config: GrounderConfig | None = None, audio_dropout: float = AUDIO_DROPOUT,
+                   log=print) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -226,7 +231,14 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
     step, best, last_val = 0, -1.0, time.perf_counter()
     log(f"grounder: {count_parameters(model):,} parameters, {len(train_rows)} train / {len(val_rows)} "
         f"held-out expressions, budget {minutes} min")
-    epoch_rows = rng.permutation(train_rows)
+    # Extra expressions are never null: repeat the null ones so that they keep the benchmark's
+    # share (the second run, without this, learnt never to say null).
+    null_rows = train_rows[data.target[train_rows] < 0]
+    own = int((~extra[train_rows]).sum())
+    repeat = max(1, round(len(train_rows) / max(own, 1)))
+    epoch_pool = np.concatenate([train_rows] + [null_rows] * (repeat - 1))
+    needs_audio = np.array(data.meta["needs_audio"], bool)
+    epoch_rows = rng.permutation(epoch_pool)
     pos = 0
     reserve = 30 + 0.03 * len(val_rows)            # seconds kept for the final validation
 
@@ -246,10 +258,13 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
         for g in opt.param_groups:
             g["lr"] = lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
         if pos + batch_size > len(epoch_rows):
-            epoch_rows, pos = rng.permutation(train_rows), 0
+            epoch_rows, pos = rng.permutation(epoch_pool), 0
         rows = epoch_rows[pos:pos + batch_size]
         pos += batch_size
         b = batch_tensors(data, rows, rng, augment=True)
+        mute = (rng.random(len(rows)) < audio_dropout) & ~needs_audio[rows] & (data.target[rows] >= 0)
+        if mute.any():
+            b["log_mel"][torch.from_numpy(mute)] = -100.0
         out = model(b["frames"], b["key_index"], b["log_mel"], b["tokens"], b["token_mask"])
         losses = grounding_losses(model, out, b, names, max_objects)
         total = sum(losses.values())
@@ -273,6 +288,7 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
         save_grounder(model, out_dir)
     summary = {"steps": step, "minutes": round((time.perf_counter() - started) / 60, 2), "best_val": best,
                "parameters": count_parameters(model), "batch_size": batch_size, "lr": lr, "seed": seed,
+               "audio_dropout": audio_dropout, "null_repeat": repeat,
                "train_expressions": int(len(train_rows)), "heldout_expressions": int(len(val_rows)),
                "data": data.meta["bench"]}
     (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
