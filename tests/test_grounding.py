@@ -197,3 +197,19 @@ def test_extra_expressions_in_the_training_set(bench, tmp_path):
     for e in np.nonzero(extra)[0]:
         assert data.target[e] >= 0
         assert (data.instance[data.clip[e], data.kfid[e]] == data.target[e] + 1).any()
+
+
+def test_committed_grounder_checkpoint_loads_and_runs():
+    from auditor_lite.training.grounding_train import load_grounder
+
+    root = Path(__file__).resolve().parents[1] / "auditor_lite" / "assets" / "grounder_checkpoint"
+    model = load_grounder(root)
+    summary = json.loads((root / "training_summary.json").read_text())
+    assert summary["parameters"] == sum(p.numel() for n, p in model.named_parameters()
+                                        if not n.startswith("aux_"))
+    c = model.config
+    with torch.no_grad():
+        out = model(torch.full((1, 10, 3, c.key_size, c.key_size), 128.0), torch.tensor([0]),
+                    torch.full((1, c.n_mels, 501), -60.0), torch.zeros(1, c.max_tokens, c.text_dim),
+                    torch.ones(1, c.max_tokens))
+    assert torch.isfinite(out["target_logits"]).all() and torch.isfinite(out["null_logit"]).all()

@@ -290,7 +290,7 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
                "parameters": count_parameters(model), "batch_size": batch_size, "lr": lr, "seed": seed,
                "audio_dropout": audio_dropout, "null_repeat": repeat,
                "train_expressions": int(len(train_rows)), "heldout_expressions": int(len(val_rows)),
-               "data": data.meta["bench"]}
+               "data": Path(data.meta["bench"]).name}
     (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
