@@ -195,8 +195,11 @@ def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
 
 
 def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS,
-                   fmin: float = FMIN, fmax: float | None = FMAX) -> np.ndarray:
-    """Slaney-normalised triangular mel filters, float32 ``(n_mels, n_fft // 2 + 1)``.
+                   fmin: float = FMIN, fmax: float | None = FMAX, dtype=np.float32) -> np.ndarray:
+    """Slaney-normalised triangular mel filters, ``dtype`` (float32) ``(n_mels, n_fft // 2 + 1)``.
+
+    ``dtype=np.float64`` keeps every step in float64 (the in-graph front end builds its constant
+    kernels that way and casts once).
 
     ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)`` (htk=False,
     norm="slaney", dtype float32), with the same float64 construction and the same rounding steps
@@ -214,7 +217,7 @@ def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_ME
     ramps = edges[:, None] - fft_freqs[None, :]
     rising = -ramps[:-2] / widths[:-1, None]
     falling = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+    weights = np.maximum(0.0, np.minimum(rising, falling)).astype(dtype)
     weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # computed in float64, stored float32
     if np.any(weights.max(axis=1) <= 0):
         raise ValueError(f"mel_filterbank: {n_mels} mel bands over n_fft={n_fft} at sr={sr} leave "

@@ -356,10 +356,12 @@ def _paint(frame, full_mask, rgb, mask, cx, cy, bright):
     full_mask[fy0:fy1, fx0:fx1] |= sub_mask
 
 
-def _object_facts(obj: SceneObject, size: int, loudness_rank: int) -> ObjectFacts:
+def visible_geometry(masks: np.ndarray, size: int) -> tuple[tuple, tuple, tuple]:
+    """Per frame of boolean ``masks`` (T, H, W): centre (x, y) and box in [0, 1] (None where the
+    mask is empty) and pixel count, as the facts describe an object's visible part."""
     centers, boxes, areas = [], [], []
-    for t in range(NUM_FRAMES):
-        ys, xs = np.nonzero(obj.masks[t])
+    for mask in masks:
+        ys, xs = np.nonzero(mask)
         areas.append(int(xs.size))
         if xs.size:
             centers.append((float(xs.mean()) / size, float(ys.mean()) / size))
@@ -368,6 +370,11 @@ def _object_facts(obj: SceneObject, size: int, loudness_rank: int) -> ObjectFact
         else:
             centers.append(None)
             boxes.append(None)
+    return tuple(centers), tuple(boxes), tuple(areas)
+
+
+def _object_facts(obj: SceneObject, size: int, loudness_rank: int) -> ObjectFacts:
+    centers, boxes, areas = visible_geometry(obj.masks[:NUM_FRAMES], size)
     dx, dy = (obj.track[-1] - obj.track[0]) / size
     if max(abs(dx), abs(dy)) < 0.1:
         motion = "still"
@@ -378,6 +385,6 @@ def _object_facts(obj: SceneObject, size: int, loudness_rank: int) -> ObjectFact
     size_word = "small" if obj.scale < 0.22 else "large" if obj.scale > 0.32 else "medium"
     return ObjectFacts(index=obj.index, category=obj.category, kind=obj.asset.kind,
                        color=obj.asset.attributes.get("color"), scale=obj.scale, size_word=size_word,
-                       centers=tuple(centers), boxes=tuple(boxes), areas=tuple(areas),
+                       centers=centers, boxes=boxes, areas=areas,
                        sounding=tuple(bool(s) for s in obj.sounding), loudness=obj.loudness,
                        motion=motion, z=obj.z, loudness_rank=loudness_rank)

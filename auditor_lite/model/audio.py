@@ -29,13 +29,14 @@ the worse rows. ``tests/test_audio_frontend.py`` checks both statements.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 from torch import nn
 
 from auditor_lite.data.schema import CLIP_SAMPLES, SAMPLE_RATE
+from auditor_lite.preprocess import hz_to_mel, mel_to_hz  # noqa: F401  (re-exported)
+from auditor_lite.preprocess import mel_filterbank as _mel_filterbank
 
 N_FFT = 512          # 32 ms window at 16 kHz (the window length equals n_fft)
 HOP = 320            # 20 ms hop: 50 spectrogram frames per second, plenty for 1-2 tokens/s
@@ -59,50 +60,11 @@ def num_spectrogram_frames(num_samples: int = CLIP_SAMPLES, n_fft: int = N_FFT, 
     return 1 + (num_samples - n_fft) // hop
 
 
-# --- Slaney mel scale, as librosa.core.convert.hz_to_mel / mel_to_hz with htk=False ---------------
-_F_SP = 200.0 / 3            # Hz per mel below 1 kHz (linear part)
-_MIN_LOG_HZ = 1000.0         # the scale turns logarithmic above 1 kHz
-_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
-_LOGSTEP = math.log(6.4) / 27.0
-
-
-def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
-    hz = np.asarray(hz, dtype=np.float64)
-    linear = hz / _F_SP
-    logarithmic = _MIN_LOG_MEL + np.log(np.maximum(hz, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP
-    return np.where(hz >= _MIN_LOG_HZ, logarithmic, linear)
-
-
-def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
-    mel = np.asarray(mel, dtype=np.float64)
-    linear = _F_SP * mel
-    logarithmic = _MIN_LOG_HZ * np.exp(_LOGSTEP * (np.maximum(mel, _MIN_LOG_MEL) - _MIN_LOG_MEL))
-    return np.where(mel >= _MIN_LOG_MEL, logarithmic, linear)
-
-
 def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS,
                    fmin: float = FMIN, fmax: float | None = FMAX) -> np.ndarray:
-    """Slaney-normalised triangular mel filters, float64 ``(n_mels, n_fft // 2 + 1)``.
-
-    Same construction as ``librosa.filters.mel(sr=..., n_fft=..., n_mels=..., fmin=..., fmax=...)``
-    (htk=False, norm="slaney"), evaluated in float64.
-    """
-    fmax = sr / 2 if fmax is None else float(fmax)
-    if not 0.0 <= fmin < fmax <= sr / 2:
-        raise ValueError(f"mel filterbank needs 0 <= fmin < fmax <= sr/2, "
-                         f"got fmin={fmin}, fmax={fmax}, sr={sr}")
-    fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
-    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
-    widths = np.diff(edges)
-    ramps = edges[:, None] - fft_freqs[None, :]
-    rising = -ramps[:-2] / widths[:-1, None]
-    falling = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(rising, falling))
-    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    if np.any(weights.max(axis=1) <= 0):
-        raise ValueError(f"{n_mels} mel bands over n_fft={n_fft} at sr={sr} leave empty filters; "
-                         "use fewer mels or a larger n_fft")
-    return weights
+    """Slaney-normalised triangular mel filters, float64 ``(n_mels, n_fft // 2 + 1)``: the torch-free
+    builder of :mod:`auditor_lite.preprocess` (librosa's construction), kept in float64 here."""
+    return _mel_filterbank(sr, n_fft, n_mels, fmin, fmax, dtype=np.float64)
 
 
 def dft_kernels(n_fft: int = N_FFT, bins: np.ndarray | None = None) -> np.ndarray:

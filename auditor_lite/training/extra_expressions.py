@@ -10,10 +10,12 @@ uses this; the benchmark's own expressions are untouched.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from auditor_lite.data.expressions import _choose, candidate_expressions, resolve
-from auditor_lite.data.scenes import ObjectFacts
+from auditor_lite.data.scenes import ObjectFacts, visible_geometry
 from auditor_lite.data.sidecar import ClipSidecar
 
 NEED_AUDIO_SHARE = 0.3          # as the generator asks for
@@ -23,28 +25,17 @@ MIN_TARGET_AREA = 0.004
 def facts_from_sidecar(side: ClipSidecar) -> list[ObjectFacts]:
     """The resolver's facts of the clip, rebuilt from the sidecar (what ``Scene.facts`` gave)."""
     size = side.instance.shape[-1]
-    frames = side.instance.shape[0]
     facts = []
     for k, obj in enumerate(side.objects):
-        centers, boxes, areas = [], [], []
-        for t in range(frames):
-            ys, xs = np.nonzero(side.instance[t] == k + 1)
-            areas.append(int(xs.size))
-            if xs.size:
-                centers.append((float(xs.mean()) / size, float(ys.mean()) / size))
-                boxes.append((float(xs.min()) / size, float(ys.min()) / size,
-                              float(xs.max() + 1) / size, float(ys.max() + 1) / size))
-            else:
-                centers.append(None)
-                boxes.append(None)
+        centers, boxes, areas = visible_geometry(side.instance == k + 1, size)
         facts.append(ObjectFacts(index=k, category=obj["category"], kind=obj["kind"], color=obj["color"],
-                                 scale=obj["scale"], size_word=obj["size_word"], centers=tuple(centers),
-                                 boxes=tuple(boxes), areas=tuple(areas),
+                                 scale=obj["scale"], size_word=obj["size_word"], centers=centers,
+                                 boxes=boxes, areas=areas,
                                  sounding=tuple(bool(s) for s in side.sounding[k]),
                                  loudness=obj["loudness"], motion=obj["motion"], z=obj["z"]))
     order = sorted(facts, key=lambda f: (not any(f.sounding), -f.loudness))
     ranks = {f.index: r + 1 for r, f in enumerate(order)}
-    return [ObjectFacts(**{**f.__dict__, "loudness_rank": ranks[f.index]}) for f in facts]
+    return [replace(f, loudness_rank=ranks[f.index]) for f in facts]
 
 
 def extra_expressions(side: ClipSidecar, rng: np.random.Generator, count: int,
