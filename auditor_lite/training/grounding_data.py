@@ -78,8 +78,8 @@ def audio_features(wave: np.ndarray, rate: int, where: str) -> np.ndarray:
 
 def _decode_clip(job):
     """Worker: frames (and instance map) of one clip, resized to ``size``."""
-    root, vid, frames_dir_clip, size, gt = job
-    frames = load_frames(frames_dir_clip)
+    root, vid, clip, size, gt = job
+    frames = load_frames(clip)
     if frames.shape[1:3] != (size, size):
         frames = np.clip(np.rint(area_resize(frames, size, size)), 0, 255).astype(np.uint8)
     side = read_sidecar(root, vid)

@@ -17,9 +17,9 @@ mode audits every frame.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -296,7 +296,7 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
 
 
 def hash_unit(text: str) -> float:
-    import hashlib
+    """A stable number in [0, 1] per text (held-out clips must not depend on Python's hash seed)."""
     return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
@@ -324,7 +324,3 @@ def load_grounder(model_dir) -> Grounder:
     model = Grounder(GrounderConfig(**json.loads(config_path.read_text())))
     model.load_state_dict(load_file(str(model_dir / "grounder.safetensors")))
     return model.eval()
-
-
-if __name__ == "__main__":   # pragma: no cover - manual runs
-    sys.exit("use `auditor-lite train-grounding`")
