@@ -36,9 +36,9 @@ from tqdm import tqdm
 
 from auditor_lite.data.media import load_audio, load_frames, load_mask
 from auditor_lite.data.reader import Benchmark
-from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
+from auditor_lite.data.schema import NUM_FRAMES
 from auditor_lite.data.sidecar import read_sidecar
-from auditor_lite.preprocess import area_resize, log_mel
+from auditor_lite.preprocess import area_resize, log_mel, prepare_audio
 
 CACHE_VERSION = 2
 MAX_OBJECTS = 6
@@ -68,12 +68,11 @@ class GroundingSet:
 
 
 def audio_features(wave: np.ndarray, rate: int, where: str) -> np.ndarray:
-    if rate != SAMPLE_RATE:
-        raise ValueError(f"{where}: sample rate {rate} Hz, the grounder needs {SAMPLE_RATE} Hz")
-    wave = wave[:CLIP_SAMPLES]
-    if wave.shape[0] < CLIP_SAMPLES:
-        wave = np.pad(wave, (0, CLIP_SAMPLES - wave.shape[0]))
-    return log_mel(wave)
+    """The clip's 10 s (the runtime's padding and checks) as a log-mel; errors name ``where``."""
+    try:
+        return log_mel(prepare_audio(wave, rate)[0])
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _decode_clip(job):
