@@ -25,6 +25,7 @@ COMMANDS = {
     "distill": "auditor_lite.training.cli:distill",
     "predict": "auditor_lite.training.cli:predict",
     "train-grounding": "auditor_lite.training.grounding_cli:train_grounding",
+    "train-scorer": "auditor_lite.training.grounding_cli:train_scorer_cmd",
     "diagnose": "auditor_lite.training.grounding_cli:diagnose",
 }
 

@@ -23,7 +23,10 @@ from pathlib import Path
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "auditor-lite-model"
-FORMAT_VERSION = 1
+# 2: the grounded auditor (context graph takes frames, key_index, log_mel and token states; the
+# text encoder also returns token_states). A version-1 directory's graphs cannot be fed by this
+# runtime at all, so it is refused with a message saying how to get a current one.
+FORMAT_VERSION = 2
 # Graph precisions the runtime knows, in the order it falls back through them.
 PRECISIONS = ("fp32", "int8-cpu", "int8-trt")
 # Distributions whose versions are recorded (those not installed are left out).
@@ -90,8 +93,14 @@ def _check_structure(path: Path, data) -> None:
         raise ManifestError(path, "not a JSON object")
     if data.get("format") != FORMAT:
         raise ManifestError(path, f"unknown format {data.get('format')!r}, expected {FORMAT!r}")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise ManifestError(path, f"unknown format_version {data.get('format_version')!r}; this "
+    version = data.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version < FORMAT_VERSION:
+        raise ManifestError(path, f"this model directory was exported for an older runtime (format_version "
+                                  f"{version}; this auditor-lite reads version {FORMAT_VERSION}). Re-export "
+                                  "its checkpoint with `auditor-lite export onnx`, or use the packaged "
+                                  "default model")
+    if version != FORMAT_VERSION:
+        raise ManifestError(path, f"unknown format_version {version!r}; this "
                                   f"auditor-lite reads version {FORMAT_VERSION}")
     for key, kind in (("name", str), ("files", dict), ("graphs", dict), ("contract", dict),
                       ("default_precision", str), ("versions", dict)):

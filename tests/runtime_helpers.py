@@ -53,7 +53,8 @@ def _text_encoder():
             weights = attention_mask.unsqueeze(-1).float()
             summed = (self.table(input_ids % TEXT_ROWS) * weights).sum(dim=1)
             mean = summed / weights.sum(dim=1).clamp(min=1e-9)
-            return (torch.nn.functional.normalize(mean, dim=-1),)
+            states = self.table(input_ids % TEXT_ROWS)          # stand-in per-token states
+            return torch.nn.functional.normalize(mean, dim=-1), states
 
     return HashedBagOfTokens().eval()
 
@@ -80,8 +81,8 @@ def export_tiny_artifact(out: Path, model) -> Path:
     ids = torch.tensor([[101, 1996, 3899, 102]])
     torch.onnx.export(_text_encoder(), (ids, torch.ones_like(ids)), str(out / "text_encoder.onnx"),
                       dynamo=False, opset_version=17, input_names=["input_ids", "attention_mask"],
-                      output_names=["text_embedding"],
-                      dynamic_axes={"input_ids": {1: "T"}, "attention_mask": {1: "T"}})
+                      output_names=["text_embedding", "token_states"],
+                      dynamic_axes={"input_ids": {1: "T"}, "attention_mask": {1: "T"}, "token_states": {1: "T"}})
     shutil.copy(minilm_tokenizer_json(), out / "tokenizer.json")
     vocab = len(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"])
     (out / "score_calibration.json").write_text(json.dumps(CALIBRATION))

@@ -204,7 +204,7 @@ def test_student_export_with_text_encoder(tmp_path):
     check_graph_contract(manifest, "text_encoder", session.get_inputs(), session.get_outputs())
     # The runtime's path: tokenizer.json + the text graph gives the torch embedding.
     tokens = Tokenizer.from_file(str(tmp_path / "model" / "tokenizer.json")).encode("the dog barking on the left")
-    (embedding,) = session.run(None, {"input_ids": np.array([tokens.ids]),
+    (embedding,) = session.run(["text_embedding"], {"input_ids": np.array([tokens.ids]),
                                       "attention_mask": np.array([tokens.attention_mask])})
     reference = encoder.encode(["the dog barking on the left"]).numpy()
     assert float(embedding[0] @ reference[0]) > 0.99

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from auditor_lite.manifest import (FORMAT, MANIFEST_FILE, ManifestError, check_graph_contract,
+from auditor_lite.manifest import (FORMAT, FORMAT_VERSION, MANIFEST_FILE, ManifestError, check_graph_contract,
                                    contract_problems, load_manifest, update_manifest, write_manifest)
 
 onnx = pytest.importorskip("onnx")
@@ -51,7 +51,7 @@ def model_dir(tmp_path):
 # ----------------------------------------------------------------------------------- write / load
 def test_written_manifest_lists_every_file_with_its_hash(model_dir):
     data = json.loads((model_dir / MANIFEST_FILE).read_text())
-    assert data["format"] == FORMAT and data["format_version"] == 1 and data["name"] == "tiny"
+    assert data["format"] == FORMAT and data["format_version"] == FORMAT_VERSION and data["name"] == "tiny"
     assert set(data["files"]) == {"auditor.onnx", "text_encoder.int8.onnx", "config.json",
                                   "calibration/table.json"}
     expected = hashlib.sha256(b"int8 text graph bytes").hexdigest()
@@ -88,7 +88,9 @@ def test_missing_manifest_and_unknown_format_are_named(tmp_path, model_dir):
     with pytest.raises(ManifestError, match=r"manifest\.json: missing"):
         load_manifest(tmp_path / "nowhere")
     data = json.loads((model_dir / MANIFEST_FILE).read_text())
-    for change, message in (({"format_version": 2}, "unknown format_version 2"),
+    for change, message in (({"format_version": FORMAT_VERSION + 1}, f"unknown format_version {FORMAT_VERSION + 1}"),
+                            ({"format_version": 1}, "exported for an older runtime .format_version 1.*"
+                                                    "auditor-lite export onnx"),
                             ({"format": "other"}, "unknown format 'other'"),
                             ({"default_precision": "int8-trt"}, "default_precision 'int8-trt'")):
         (model_dir / MANIFEST_FILE).write_text(json.dumps({**data, **change}))

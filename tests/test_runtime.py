@@ -110,7 +110,7 @@ def test_text_embedding_matches_the_text_graph_source(auditor):
     assert ids[0] == 101 and ids[-1] == 102  # [CLS] ... [SEP], as MiniLM was trained
     tensor = torch.tensor([ids])
     with torch.no_grad():
-        (expected,) = _text_encoder()(tensor, torch.ones_like(tensor))
+        expected, _ = _text_encoder()(tensor, torch.ones_like(tensor))
     np.testing.assert_allclose(auditor.embed_text("  " + text + " "), expected[0].numpy(), atol=1e-5)
     assert np.linalg.norm(auditor.embed_text(text)) == pytest.approx(1.0, abs=1e-5)
 

@@ -22,7 +22,7 @@ GRAPH_OUTPUTS = {
     "auditor": ("iou", "type_logits", "action_logits"),
     "context": ("context",),
     "masks": ("iou", "type_logits", "action_logits"),
-    "text_encoder": ("text_embedding",),
+    "text_encoder": ("text_embedding", "token_states"),
 }
 
 
@@ -75,5 +75,7 @@ def text_encoder_contract(vocab_size: int, text_dim: int = TEXT_EMBEDDING_DIM) -
                            note="ids from tokenizer.json: [CLS] ... [SEP], at most 256 tokens"),
                    _tensor("attention_mask", (1, TOKEN_DIM), dtype="int64", value_range=(0, 1))],
         "outputs": [_tensor("text_embedding", (1, text_dim), value_range=(-1, 1),
-                            note="L2-normalised sentence embedding (mean-pooled MiniLM)")],
+                            note="L2-normalised sentence embedding (mean-pooled MiniLM)"),
+                    _tensor("token_states", (1, TOKEN_DIM, text_dim),
+                            note="MiniLM's last hidden state per token (what the grounding model reads)")],
     }

@@ -91,6 +91,11 @@ def export_model_dir(checkpoint: str | Path, out: str | Path, *, opset: int = DE
     if text_precision not in TEXT_PRECISIONS:
         raise ExportError(f"text_precision {text_precision!r}: expected one of {TEXT_PRECISIONS}")
     checkpoint, out = Path(checkpoint), Path(out)
+    if (checkpoint / "scorer_config.json").is_file():      # a grounded checkpoint (stage A + B)
+        from auditor_lite.export.grounded import export_grounded_dir
+
+        return export_grounded_dir(checkpoint, out, opset=opset, text_precision=text_precision,
+                                   overwrite=overwrite, name=name, with_text=with_text)
     opset = check_opset(opset)
     model = load_checkpoint(checkpoint)
     staging = _prepare_destination(out, overwrite)

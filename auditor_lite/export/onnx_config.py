@@ -169,4 +169,4 @@ class MiniLMOnnxConfig(OnnxConfig):
 
     @property
     def outputs(self) -> dict[str, dict[int, str]]:
-        return {"text_embedding": {}}
+        return {"text_embedding": {}, "token_states": {1: TOKEN_DIM}}

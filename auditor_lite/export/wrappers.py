@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from auditor_lite.model.text import mean_pool_normalize
+
 
 class FusedAuditorOnnx(nn.Module):
     """``auditor`` graph: clip + N masks -> (iou, type_logits, action_logits); context encoded once."""
@@ -53,7 +55,8 @@ class MasksOnnx(nn.Module):
 
 
 class TextEncoderOnnx(nn.Module):
-    """``text_encoder`` graph: MiniLM token ids + attention mask -> L2-normalised embedding (1, 384)."""
+    """``text_encoder`` graph: MiniLM token ids + attention mask -> L2-normalised embedding (1, 384)
+    and the token states (1, T, 384) the grounding model reads."""
 
     def __init__(self, encoder):
         super().__init__()
@@ -61,7 +64,8 @@ class TextEncoderOnnx(nn.Module):
         self.config = encoder.bert.config
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        return (self.encoder(input_ids, attention_mask),)
+        hidden = self.encoder.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return mean_pool_normalize(hidden, attention_mask), hidden
 
 
 AUDITOR_WRAPPERS = {"auditor": FusedAuditorOnnx, "context": ContextOnnx, "masks": MasksOnnx}

@@ -52,6 +52,7 @@ class GrounderConfig:
     audio_dim: int = 32
     decoder_dim: int = 32
     category_dim: int = 384      # the category auxiliary projects into MiniLM space
+    motion_energy: bool = True   # full-resolution vibration channels (False: checkpoints before v2)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +68,25 @@ def coord_channels(batch: int, size: int, device) -> torch.Tensor:
     axis = torch.linspace(-1.0, 1.0, size, device=device)
     yy, xx = torch.meshgrid(axis, axis, indexing="ij")
     return torch.stack([xx, yy]).unsqueeze(0).expand(batch, -1, -1, -1)
+
+
+def vibration_energy(grey: torch.Tensor) -> torch.Tensor:
+    """(B, 10, S, S) grey frames -> (B, 2, 10, S, S): per frame, the change to both neighbours and
+    the change between the neighbours.
+
+    A sounding object vibrates: its position alternates by 1-2.5 px from frame to frame, on top of
+    its smooth track. Both neighbours then sit on the same side, so |f(t)-f(t-1)| + |f(t+1)-f(t)|
+    is large while |f(t+1)-f(t-1)| stays small; for smooth motion the two are about equal. A
+    1-pixel alternation is lost by any pooling, so this is computed at full resolution, before the
+    track's 2x pooling. (On oracle masks the centroid's alternation separates sounding seconds
+    with AUC 0.95; this pixel statistic pooled per 8x8 cell reaches 0.75 alone.)
+    """
+    step = (grey[:, 1:] - grey[:, :-1]).abs()                        # (B, 9, S, S)
+    both = step[:, 1:] + step[:, :-1]                                 # frames 1..8
+    skip = (grey[:, 2:] - grey[:, :-2]).abs()
+    both = torch.cat([both[:, :1], both, both[:, -1:]], 1)           # edge frames copy their neighbour
+    skip = torch.cat([skip[:, :1], skip, skip[:, -1:]], 1)
+    return torch.stack([both, skip], 1)
 
 
 class FusionLayer(nn.Module):
@@ -94,12 +114,13 @@ class Grounder(nn.Module):
         self.config = c = config or GrounderConfig()
         w = c.width
         # key frame: RGB + (x, y) + 3 "what changed" channels, strides 2/4/8/16
-        self.key_s2 = _conv(8, 24, 2)
+        extra = 2 if c.motion_energy else 0
+        self.key_s2 = _conv(8 + extra, 24, 2)
         self.key_s4 = nn.Sequential(_conv(24, 32, 2), _conv(32, 32))
         self.key_s8 = nn.Sequential(_conv(32, 64, 2), _conv(64, 64))
         self.key_s16 = nn.Sequential(_conv(64, 96, 2), _conv(96, 96))
         # every frame at track_size -> 16 x 16 x track_dim (shared weights)
-        self.track_cnn = nn.Sequential(_conv(3, 16, 2), _conv(16, c.track_dim, 2), _conv(c.track_dim, c.track_dim))
+        self.track_cnn = nn.Sequential(_conv(3 + extra, 16, 2), _conv(16, c.track_dim, 2), _conv(c.track_dim, c.track_dim))
         self.track_query = nn.Conv2d(64 + 2, c.track_dim, 1)
         self.track_key = nn.Linear(c.track_dim, c.track_dim)
         self.track_distance = nn.Parameter(torch.tensor(4.0))
@@ -135,6 +156,8 @@ class Grounder(nn.Module):
         self.grid = c.key_size // 8                           # fusion tokens: grid x grid (16 at 128 px)
         self.register_buffer("pos", coord_channels(1, self.grid, "cpu").flatten(2).transpose(1, 2)[0],
                              persistent=False)  # (grid * grid, 2)
+        # token-to-token distances, in units of half-frames: a constant of the grid
+        self.register_buffer("dist", torch.cdist(self.pos, self.pos), persistent=False)
 
     # ------------------------------------------------------------------------------- parts
     def encode_words(self, tokens: torch.Tensor, token_mask: torch.Tensor):
@@ -171,6 +194,9 @@ class Grounder(nn.Module):
         kgrey = grey[torch.arange(b), key_index]
         changed = torch.stack([kgrey - grey.mean(1), (kgrey - prev).abs(), (nxt - kgrey).abs()], 1)
         key_in = torch.cat([key - 0.5, coord_channels(b, c.key_size, x.device), 4 * changed], 1)
+        if c.motion_energy:
+            energy = 4 * vibration_energy(grey)                            # (B, 2, 10, S, S)
+            key_in = torch.cat([key_in, energy[torch.arange(b), :, key_index]], 1)
         s2 = self.key_s2(key_in)
         s4 = self.key_s4(s2)                                               # (B, 32, 32, 32)
         s8 = self.key_s8(s4)                                               # (B, 64, 16, 16)
@@ -178,15 +204,17 @@ class Grounder(nn.Module):
         s16_up = F.interpolate(s16, scale_factor=2, mode="nearest")
 
         # every frame, tracked back to the key-frame tokens
-        small = F.avg_pool2d(x.flatten(0, 1), c.key_size // c.track_size) - 0.5
+        small = x.flatten(0, 1) - 0.5
+        if c.motion_energy:
+            small = torch.cat([small, energy.transpose(1, 2).flatten(0, 1)], 1)
+        small = F.avg_pool2d(small, c.key_size // c.track_size)
         n, g = self.grid ** 2, self.grid
         tf = self.track_cnn(small).reshape(b, NUM_SECONDS, c.track_dim, n).transpose(2, 3)  # (B,10,n,d)
         pos = self.pos
         q = self.track_query(torch.cat([s8, coord_channels(b, g, x.device)], 1)).flatten(2).transpose(1, 2)
         k = self.track_key(tf)                                             # (B, 10, 256, d)
-        dist = torch.cdist(pos, pos)                                       # (n, n), units of half-frames
         scores = torch.einsum("bqd,btkd->btqk", q, k) / math.sqrt(c.track_dim) \
-            - F.softplus(self.track_distance) * dist
+            - F.softplus(self.track_distance) * self.dist
         track = torch.einsum("btqk,btkd->bqtd", scores.softmax(-1), tf)    # (B, 256, 10, d)
         audio = self.encode_audio(log_mel)                                 # (B, 10, a)
         av = (self.av_visual(track) * audio.unsqueeze(1)).mean(2)         # (B, 256, a)

@@ -44,7 +44,13 @@ def _read_config(manifest) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(path, f"unreadable JSON ({exc})") from None
     config = {"mask_types": list(raw.get("mask_types") or MASK_TYPES),
-              "actions": list(raw.get("actions") or ACTIONS)}
+              "actions": list(raw.get("actions") or ACTIONS),
+              "architecture": raw.get("architecture", "auditor")}
+    if config["architecture"] == "grounded":
+        value = raw.get("max_tokens")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 3:
+            raise ModelFileError(path, f"max_tokens must be an integer >= 3, got {value!r}", "max_tokens")
+        config["max_tokens"] = value
     for name in ("frame_size", "key_size"):
         value = raw.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -73,6 +79,7 @@ class Auditor:
         self.precision = precision
         self.graphs = graphs          # "context" + "masks", or "auditor" (fused)
         self.split = "context" in graphs
+        self.grounded = config["architecture"] == "grounded"   # stage A + stage B graphs
         self.text = text
         self.calibration = calibration
         layout = "split graphs (context + masks)" if self.split else "fused graph"

@@ -25,7 +25,7 @@ from collections import Counter, deque
 import numpy as np
 
 from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
-from auditor_lite.preprocess import prepare_audio, prepare_frames, prepare_key_frame, prepare_masks
+from auditor_lite.preprocess import log_mel, prepare_audio, prepare_frames, prepare_key_frame, prepare_masks
 from auditor_lite.runtime.inputs import (InputError, check_audio, check_frame, check_frame_index,
                                          check_frames, check_masks)
 from auditor_lite.runtime.results import AuditResult, build_results
@@ -47,7 +47,10 @@ class ClipSession:
                  context_cache: int = DEFAULT_CONTEXT_CACHE):
         self.auditor = auditor
         self.allow_silent = allow_silent
-        self.text_embedding = auditor.embed_text(expression)[None]  # validated, cached per expression
+        if auditor.grounded:     # token states, validated and cached per expression
+            self.tokens = auditor.text.token_states(expression, auditor.config["max_tokens"])
+        else:
+            self.text_embedding = auditor.embed_text(expression)[None]
         self.expression = expression.strip()
         self._lock = threading.RLock()
         self._frames: deque = deque(maxlen=NUM_FRAMES)
@@ -111,6 +114,8 @@ class ClipSession:
             cfg = self.auditor.config
             self._prepared["frames"] = prepare_frames(np.stack(self._frames), cfg["frame_size"])
             self._prepared["audio"] = prepare_audio(audio, SAMPLE_RATE)
+            if self.auditor.grounded:
+                self._prepared["log_mel"] = log_mel(self._prepared["audio"][0])[None]
         return self._prepared
 
     # ------------------------------------------------------------------ auditing
@@ -149,8 +154,13 @@ class ClipSession:
         if context is not None:
             self.stats["context_cache_hits"] += 1
             return context
-        context = self.auditor.run_context({"frames": inputs["frames"], "key_frame": key,
-                                            "audio": inputs["audio"], "text_embedding": self.text_embedding})
+        if self.auditor.grounded:
+            feed = {"frames": inputs["frames"], "key_index": np.array([frame_index], np.int64),
+                    "log_mel": inputs["log_mel"], "tokens": self.tokens[0], "token_mask": self.tokens[1]}
+        else:
+            feed = {"frames": inputs["frames"], "key_frame": key, "audio": inputs["audio"],
+                    "text_embedding": self.text_embedding}
+        context = self.auditor.run_context(feed)
         self.stats["context_encodes"] += 1
         self._contexts.put(frame_index, context)
         return context

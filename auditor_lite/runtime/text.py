@@ -95,3 +95,32 @@ class TextEmbedder:
         vector.setflags(write=False)  # shared by every caller through the cache
         self.cache.put(text, vector)
         return vector
+
+    def token_states(self, expression: str, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(tokens (1, max_tokens, 384), token_mask (1, max_tokens))`` float32 for the grounded
+        model: MiniLM's last hidden state per token, zero-padded. Longer text keeps its first
+        ``max_tokens - 2`` word pieces between [CLS] and [SEP], as the training cache cut it."""
+        text = check_expression(expression)
+        key = ("tokens", text, max_tokens)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        encoding = self.tokenizer.encode(text)
+        ids = list(encoding.ids)
+        if len(ids) > max_tokens:
+            ids = ids[:max_tokens - 1] + ids[-1:]        # keep [SEP]
+        feed = {"input_ids": np.asarray([ids], dtype=np.int64),
+                "attention_mask": np.ones((1, len(ids)), dtype=np.int64)}
+        (states,) = self.graph.run(feed, ["token_states"])
+        self.encoder_calls += 1
+        if states.shape != (1, len(ids), 384) or not np.all(np.isfinite(states)):
+            raise ValueError(f"text encoder: token_states of shape {states.shape}, expected (1, {len(ids)}, 384) "
+                             "and finite")
+        tokens = np.zeros((1, max_tokens, 384), np.float32)
+        tokens[0, :len(ids)] = states[0]
+        mask = np.zeros((1, max_tokens), np.float32)
+        mask[0, :len(ids)] = 1.0
+        tokens.setflags(write=False)
+        mask.setflags(write=False)
+        self.cache.put(key, (tokens, mask))
+        return tokens, mask

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import click
 
@@ -40,10 +41,14 @@ def _threads(n: int) -> None:
 @click.option("--extra-per-clip", type=int, default=4, show_default=True,
               help="More expressions per training clip, phrased from its sidecar about other targets.")
 @click.option("--audio-dropout", type=click.FloatRange(0, 1), default=0.1, show_default=True,
-              help="Share of the expressions that do not need audio heard as silence in training.")
+              help="Share of the expressions heard as silence in training (those that need the "
+                   "audio then count every object they could still mean).")
+@click.option("--val-fraction", type=click.FloatRange(0.01, 0.5), default=0.1, show_default=True,
+              help="Share of the clips held out (validation, then the stage-B scorer and conformal "
+                   "calibration are fitted on their maps).")
 @click.option("--threads", type=int, default=os.cpu_count() or 1, show_default=True)
 def train_grounding(bench, out_dir, max_minutes, batch_size, lr, seed, val_every_minutes, cache_root,
-                    extra_per_clip, audio_dropout, threads):
+                    extra_per_clip, audio_dropout, val_fraction, threads):
     """Train the grounding model (stage A) on BENCH's train split."""
     from auditor_lite.training.grounding_data import grounding_set
     from auditor_lite.training.grounding_train import train_grounder
@@ -61,7 +66,7 @@ def train_grounding(bench, out_dir, max_minutes, batch_size, lr, seed, val_every
                f"(sidecar for {sum(data.meta['has_sidecar']) - extra})")
     summary = train_grounder(data, out_dir, minutes=max_minutes, batch_size=batch_size, lr=lr, seed=seed,
                              val_every_minutes=val_every_minutes, audio_dropout=audio_dropout,
-                             log=click.echo)
+                             val_fraction=val_fraction, log=click.echo)
     click.echo(json.dumps(summary, indent=2))
 
 
@@ -123,3 +128,36 @@ def diagnose_grounding(model_dir, bench, splits, silence_audio, shuffle_expressi
         with open(json_out, "w") as fh:
             json.dump({"model": str(model_dir), "bench": str(bench), "silence_audio": silence_audio,
                        "shuffle_expressions": shuffle_expressions, "splits": results}, fh, indent=2)
+
+
+@click.command("train-scorer")
+@click.option("--grounder", "grounder_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A train-grounding output directory (its heldout_vids.txt names the clips to fit on).")
+@click.option("--bench", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The benchmark the grounding model was trained on.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Checkpoint directory to write: the grounder's files, the scorer, score_calibration.json.")
+@click.option("--cache", "cache_root", type=click.Path(file_okay=False), default=None)
+@click.option("--extra-per-clip", type=int, default=4, show_default=True,
+              help="As given to train-grounding (selects the same cached set).")
+@click.option("--threads", type=int, default=os.cpu_count() or 1, show_default=True)
+def train_scorer_cmd(grounder_dir, bench, out_dir, cache_root, extra_per_clip, threads):
+    """Fit stage B (the per-mask scorer) and its conformal calibration on held-out clips' maps."""
+    import shutil
+
+    from auditor_lite.model.grounded import GROUNDER_FILES, GroundedAuditor
+    from auditor_lite.model.scorer import MaskScorer
+    from auditor_lite.training.grounding_data import grounding_set
+    from auditor_lite.training.grounding_train import load_grounder
+    from auditor_lite.training.scorer_train import train_scorer
+
+    _threads(threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in GROUNDER_FILES + ("heldout_vids.txt", "training_summary.json"):
+        if (Path(grounder_dir) / name).is_file() and Path(grounder_dir).resolve() != out.resolve():
+            shutil.copy2(Path(grounder_dir) / name, out / name)
+    model = GroundedAuditor(load_grounder(grounder_dir), MaskScorer()).eval()
+    data = grounding_set(bench, "train", "train", cache_root, extra_per_clip=extra_per_clip)
+    summary = train_scorer(model, data, bench, grounder_dir, out, log=click.echo)
+    click.echo(json.dumps(summary, indent=2))

@@ -36,6 +36,8 @@ NULL_WEIGHT = 4.0
 # Share of text+vision expressions heard as silence in training: an edge box may get a clip with a
 # dead microphone, and the expressions that do not need audio must survive it. (The second run
 # without it lost 20 points on every expression when silenced: silence was out of distribution.)
+# Expressions that need the audio are silenced as often, with every object they could still mean
+# as the referent (silenced_positives).
 AUDIO_DROPOUT = 0.1
 CUE_BUCKETS = ("sound", "time", "position", "appearance", "motion", "category")
 
@@ -107,9 +109,13 @@ def grounding_losses(model: Grounder, out: dict, batch: dict, name_vectors: torc
     losses = {}
     mass = object_masses(logits, frac32)
     tgt_idx = (target + 1).clamp(min=0)
-    share = mass.gather(1, tgt_idx[:, None])[:, 0] / (mass.sum(1) + 1e-6)
+    positives = batch.get("positives")          # (B, K + 1): objects that count as the referent
+    if positives is None:
+        positives = F.one_hot(tgt_idx, frac32.shape[1]).float()
+    positives = positives[:, :frac32.shape[1]] * has[:, None]
+    share = (mass * positives).sum(1) / (mass.sum(1) + 1e-6)
     losses["referent"] = -(torch.log(share + 1e-4) * has).sum() / has.sum().clamp(min=1)
-    gt = frac32.gather(1, tgt_idx[:, None, None, None].expand(-1, 1, n32, n32))[:, 0] * has[:, None, None]
+    gt = torch.einsum("bk,bkhw->bhw", positives, frac32).clamp(max=1)
     bce = F.binary_cross_entropy_with_logits(logits, gt, reduction="none").mean((1, 2))
     prob = torch.sigmoid(logits)
     dice = 1 - (2 * (prob * gt).sum((1, 2)) + 1) / (prob.sum((1, 2)) + gt.sum((1, 2)) + 1)
@@ -262,9 +268,11 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
         rows = epoch_rows[pos:pos + batch_size]
         pos += batch_size
         b = batch_tensors(data, rows, rng, augment=True)
-        mute = (rng.random(len(rows)) < audio_dropout) & ~needs_audio[rows] & (data.target[rows] >= 0)
+        mute = (rng.random(len(rows)) < audio_dropout) & (data.target[rows] >= 0)
         if mute.any():
             b["log_mel"][torch.from_numpy(mute)] = -100.0
+            b["sounding"][torch.from_numpy(mute)] = 0.0          # silence: nothing is heard sounding
+            b["positives"] = silenced_positives(data, rows, mute & needs_audio[rows], max_objects)
         out = model(b["frames"], b["key_index"], b["log_mel"], b["tokens"], b["token_mask"])
         losses = grounding_losses(model, out, b, names, max_objects)
         total = sum(losses.values())
@@ -295,6 +303,29 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
     return summary
 
 
+def silenced_positives(data: GroundingSet, rows: np.ndarray, unheard: np.ndarray,
+                       max_objects: int) -> torch.Tensor:
+    """(B, K + 1) referent sets; for an expression that needs the audio but hears silence, every
+    object it could still mean: those of the target's category if the expression names it, else
+    all of the scene's objects. Trained so, the model cannot pick "the one that is playing" from
+    the picture alone, and silencing the audio costs it exactly the expressions that need it."""
+    positives = np.zeros((len(rows), max_objects + 1), np.float32)
+    for i, e in enumerate(rows):
+        target = int(data.target[e])
+        positives[i, target + 1] = 1.0
+        if not unheard[i]:
+            continue
+        clip = int(data.clip[e])
+        cats = data.category[clip, :max_objects]
+        count = int(data.num_objects[clip])
+        name = data.categories[cats[target]].replace("_", " ") if cats[target] >= 0 else None
+        text = data.meta["expressions"][e].lower()
+        for k in range(min(count, max_objects)):
+            if name is None or name not in text or cats[k] == cats[target]:
+                positives[i, k + 1] = 1.0
+    return torch.from_numpy(positives)
+
+
 def hash_unit(text: str) -> float:
     """A stable number in [0, 1] per text (held-out clips must not depend on Python's hash seed)."""
     return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
@@ -321,6 +352,8 @@ def load_grounder(model_dir) -> Grounder:
     config_path = model_dir / "grounder_config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{model_dir}: no grounder_config.json (not a grounding model directory)")
-    model = Grounder(GrounderConfig(**json.loads(config_path.read_text())))
+    fields = json.loads(config_path.read_text())
+    fields.setdefault("motion_energy", False)        # written before the vibration channels existed
+    model = Grounder(GrounderConfig(**fields))
     model.load_state_dict(load_file(str(model_dir / "grounder.safetensors")))
     return model.eval()
