@@ -24,6 +24,16 @@ def _echo(text: str) -> None:
     click.echo(text, err=True)
 
 
+def _is_grounded(model: Path) -> bool:
+    """A grounded model directory (stage A + B graphs) takes its own, simpler INT8 path."""
+    import json
+
+    try:
+        return json.loads((model / "config.json").read_text()).get("architecture") == "grounded"
+    except (OSError, ValueError):
+        return False
+
+
 @click.command("int8")
 @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Model directory from `export onnx` (or a training checkpoint, exported first).")
@@ -69,6 +79,21 @@ def int8(model, bench, out, method, samples, flavour, keep_fp32, run_gate, gate_
     """Quantize a model directory to INT8 (QDQ), gate its accuracy, calibrate its IoU scores."""
     from auditor_lite.calibration.pipeline import GateFailed, Int8Error, Int8Options, run_int8
     from auditor_lite.manifest import MANIFEST_FILE, ManifestError
+
+    if _is_grounded(model):
+        from auditor_lite.calibration.grounded_int8 import int8_grounded
+
+        if flavour == "both":
+            flavour = "cpu"
+        try:
+            report = int8_grounded(model, bench, out, flavour=flavour,
+                                   method="percentile" if method == "minmax" else method,
+                                   overwrite=overwrite, log=_echo)
+        except (QuantizationError, DataError, ManifestError, ValueError, FileExistsError) as exc:
+            raise click.ClickException(str(exc)) from None
+        _echo(f"wrote {out} ({report['seconds']} s); compare precisions with `auditor-lite audit --bench "
+              "... --precision fp32|int8-cpu` and `auditor-lite eval`")
+        return
 
     opts = Int8Options(method=method, samples=samples, flavours=FLAVOUR_CHOICES[flavour],
                        keep_fp32=tuple(keep_fp32), run_gate=run_gate, gate_split=gate_split,

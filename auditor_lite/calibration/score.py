@@ -48,14 +48,19 @@ class ScoreCalibration:
     method: str = "centred isotonic"
     fit_on: str = ""
     extra: dict = field(default_factory=dict)  # provenance and test-coverage reports
+    # Mondrian intervals: a half-width per predicted mask type (its own conformal quantile); a
+    # mask whose predicted type has none gets ``q``. Empty: one width for every mask.
+    q_by_group: dict = field(default_factory=dict)
 
-    def apply(self, raw_iou) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return apply_score_calibration(raw_iou, self)
+    def apply(self, raw_iou, groups=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return apply_score_calibration(raw_iou, self, groups)
 
     def to_json(self) -> dict:
         out = {"method": self.method, "fit_on": self.fit_on, "x": list(self.x), "y": list(self.y),
                "conformal": {"coverage": self.coverage, "q": self.q, "n": self.n,
                              "score": CONFORMAL_SCORE}}
+        if self.q_by_group:
+            out["conformal"]["q_by_predicted_type"] = dict(self.q_by_group)
         out.update(self.extra)
         return out
 
@@ -96,10 +101,15 @@ def parse_score_calibration(obj, source="score_calibration.json") -> ScoreCalibr
             raise DataError(source, f"must be a number in [{low}, {high}], got {value!r}",
                             f"conformal.{name}")
         numbers[name] = value
+    by_group = conformal.get("q_by_predicted_type", {})
+    if not isinstance(by_group, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in by_group.values()):
+        raise DataError(source, "must map mask types to numbers in [0, 1]", "conformal.q_by_predicted_type")
     extra = {k: v for k, v in obj.items() if k not in ("method", "fit_on", "x", "y", "conformal")}
     return ScoreCalibration(x=x, y=y, coverage=float(numbers["coverage"]), q=float(numbers["q"]),
                             n=int(numbers["n"]), method=str(obj.get("method", "centred isotonic")),
-                            fit_on=str(obj.get("fit_on", "")), extra=extra)
+                            fit_on=str(obj.get("fit_on", "")), extra=extra,
+                            q_by_group={str(k): float(v) for k, v in by_group.items()})
 
 
 def load_score_calibration(path) -> ScoreCalibration:
@@ -113,17 +123,21 @@ def load_score_calibration(path) -> ScoreCalibration:
     return parse_score_calibration(obj, path)
 
 
-def apply_score_calibration(raw_iou, calib) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def apply_score_calibration(raw_iou, calib, groups=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Raw graph IoU -> ``(iou, low, high)`` float arrays: recalibrated IoU and its interval.
 
-    ``calib`` is a :class:`ScoreCalibration` or the decoded JSON object. Torch-free, numpy only.
+    ``calib`` is a :class:`ScoreCalibration` or the decoded JSON object; ``groups`` the predicted
+    mask type of each row (used when the calibration has per-type widths). Torch-free, numpy only.
     """
     if not isinstance(calib, ScoreCalibration):
         calib = parse_score_calibration(calib)
     raw = np.asarray(raw_iou, dtype=np.float64)
     iou = np.interp(raw, calib.x, calib.y)  # clips outside the knots: out_of_bounds='clip'
-    low = np.clip(iou - calib.q, 0.0, 1.0)
-    high = np.clip(iou + calib.q, 0.0, 1.0)
+    q = calib.q
+    if calib.q_by_group and groups is not None:
+        q = np.array([calib.q_by_group.get(str(g), calib.q) for g in groups], dtype=np.float64).reshape(iou.shape)
+    low = np.clip(iou - q, 0.0, 1.0)
+    high = np.clip(iou + q, 0.0, 1.0)
     return iou, low, high
 
 
@@ -182,9 +196,16 @@ def split_by_group(groups, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return first, ~first
 
 
+MIN_GROUP_SCORES = 50   # fewer conformal scores than this for a predicted type: it gets the overall q
+
+
 def fit_score_calibration(raw, true, groups, coverage: float = DEFAULT_COVERAGE, seed: int = 0,
-                          fit_on: str = "") -> ScoreCalibration:
-    """Isotonic map on one uid-half, conformal ``q`` on the other (see the module docstring)."""
+                          fit_on: str = "", predicted_types=None) -> ScoreCalibration:
+    """Isotonic map on one uid-half, conformal ``q`` on the other (see the module docstring).
+
+    With ``predicted_types`` (one per row), also one ``q`` per predicted type (Mondrian conformal:
+    coverage holds within each type, and a confidently "wrong object" mask gets a narrow interval
+    instead of the width the doubtful ones need)."""
     raw, true = np.asarray(raw, dtype=np.float64), np.asarray(true, dtype=np.float64)
     if raw.shape != true.shape or raw.shape != np.shape(groups):
         raise ValueError(f"fit_score_calibration: raw {raw.shape}, true {true.shape} and groups "
@@ -194,20 +215,26 @@ def fit_score_calibration(raw, true, groups, coverage: float = DEFAULT_COVERAGE,
     calibrated = np.interp(raw[conformal_rows], x, y)
     scores = np.abs(true[conformal_rows] - calibrated)
     q = conformal_quantile(scores, coverage)
+    by_group = {}
+    if predicted_types is not None:
+        kinds = np.asarray(predicted_types, dtype=object).astype(str)[conformal_rows]
+        for kind in np.unique(kinds):
+            if (kinds == kind).sum() >= MIN_GROUP_SCORES:
+                by_group[str(kind)] = conformal_quantile(scores[kinds == kind], coverage)
     n_fit_uids = np.unique(np.asarray(groups, dtype=object)[fit_rows].astype(str)).size
     description = (f"{fit_on}: isotonic on {int(fit_rows.sum())} samples ({n_fit_uids} uids), "
                    f"conformal on the other {int(conformal_rows.sum())}").lstrip(": ")
     return ScoreCalibration(x=x, y=y, coverage=float(coverage), q=q, n=int(conformal_rows.sum()),
-                            fit_on=description, extra={"n_fit": int(fit_rows.sum())})
+                            fit_on=description, extra={"n_fit": int(fit_rows.sum())}, q_by_group=by_group)
 
 
-def coverage_report(calib: ScoreCalibration, raw, true) -> dict:
+def coverage_report(calib: ScoreCalibration, raw, true, groups=None) -> dict:
     """Empirical coverage and width of the interval, and RMSE before/after recalibration."""
     raw, true = np.asarray(raw, dtype=np.float64), np.asarray(true, dtype=np.float64)
     if raw.size == 0:
         return {"n": 0, "coverage": None, "mean_width": None, "rmse_raw": None,
                 "rmse_calibrated": None, "within_tolerance": None}
-    iou, low, high = apply_score_calibration(raw, calib)
+    iou, low, high = apply_score_calibration(raw, calib, groups)
     covered = float(np.mean((true >= low) & (true <= high)))
     return {
         "n": int(raw.size),

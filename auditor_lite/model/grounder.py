@@ -53,6 +53,7 @@ class GrounderConfig:
     decoder_dim: int = 32
     category_dim: int = 384      # the category auxiliary projects into MiniLM space
     motion_energy: bool = True   # full-resolution vibration channels (False: checkpoints before v2)
+    sound_tokens: bool = True    # per-token sounding probabilities feed the fusion (False: before v2)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +132,12 @@ class Grounder(nn.Module):
         self.audio_global = nn.Linear(c.audio_dim * NUM_SECONDS, w)
         # tokens
         self.token_in = nn.Linear(64 + 96 + 64 + c.audio_dim + 2, w)
+        # is each token's object sounding, per second (trained by the per-object sounding loss too)
+        if c.sound_tokens:
+            self.sound_head = nn.Sequential(nn.Linear(c.track_dim + c.audio_dim, 16), nn.GELU(), nn.Linear(16, 1))
+            self.sound_in = nn.Linear(NUM_SECONDS + 2, w)
+        else:  # the first checkpoints: a linear sounding auxiliary, not read by the fusion
+            self.sound_head = nn.Linear(c.track_dim + c.audio_dim, 1)
         self.word_in = nn.Linear(c.text_dim, w)
         self.slots = nn.Parameter(torch.randn(3, w) * 0.02)   # target, anchor, relation
         self.slot_attn = nn.MultiheadAttention(w, c.heads, batch_first=True)
@@ -149,7 +156,6 @@ class Grounder(nn.Module):
         self.null_head = nn.Sequential(nn.Linear(3 * w, w), nn.GELU(), nn.Linear(w, 1))
         # training-only auxiliaries (not exported)
         self.aux_category = nn.Linear(w, c.category_dim)
-        self.aux_sounding = nn.Linear(c.track_dim + c.audio_dim, 1)
         if c.key_size % 16 or c.key_size != 2 * c.track_size:
             raise ValueError(f"GrounderConfig: key_size {c.key_size} must be a multiple of 16 and twice "
                              f"track_size {c.track_size}")
@@ -222,6 +228,10 @@ class Grounder(nn.Module):
 
         visual = torch.cat([s8, s16_up], 1).flatten(2).transpose(1, 2)     # (B, 256, 160)
         tokens_v = self.token_in(torch.cat([visual, profile, av, pos.expand(b, -1, -1)], -1))
+        if c.sound_tokens:
+            sounding = torch.sigmoid(self.sounding_logits(track, audio))             # (B, 256, 10)
+            tokens_v = tokens_v + self.sound_in(torch.cat([sounding, sounding.mean(-1, keepdim=True),
+                                                           sounding.amax(-1, keepdim=True)], -1))
         tokens_v = tokens_v + self.audio_global(audio.flatten(1)).unsqueeze(1)
         words, pad, slots = self.encode_words(tokens, token_mask)
 
@@ -247,10 +257,11 @@ class Grounder(nn.Module):
                 # for the auxiliaries
                 "tokens": h1, "track": track, "audio": audio}
 
-    def sounding_logits(self, track_pooled: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        """(B, K, 10, d) pooled per object, (B, 10, a) -> (B, K, 10) per-second sounding logits."""
-        a = audio.unsqueeze(1).expand(-1, track_pooled.shape[1], -1, -1)
-        return self.aux_sounding(torch.cat([track_pooled, a], -1))[..., 0]
+    def sounding_logits(self, track: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """(B, K, 10, d) tracks (per token, or pooled per object), (B, 10, a) -> (B, K, 10)
+        per-second logits that the track's object is heard sounding."""
+        a = audio.unsqueeze(1).expand(-1, track.shape[1], -1, -1)
+        return self.sound_head(torch.cat([track, a], -1))[..., 0]
 
 
 def count_parameters(model: nn.Module, exclude_aux: bool = True) -> int:

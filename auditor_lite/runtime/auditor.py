@@ -146,11 +146,12 @@ class Auditor:
         return graph
 
     # ------------------------------------------------------------------ running graphs
-    def calibrate(self, raw_iou: np.ndarray):
-        """Raw graph IoU -> ``(iou, low, high)``; the identity and no interval without calibration."""
+    def calibrate(self, raw_iou: np.ndarray, predicted_types=None):
+        """Raw graph IoU -> ``(iou, low, high)``; the identity and no interval without calibration.
+        ``predicted_types`` select per-type interval widths where the calibration has them."""
         if self.calibration is None:
             return raw_iou, None, None
-        return self.calibration.apply(raw_iou)
+        return self.calibration.apply(raw_iou, predicted_types)
 
     def run_context(self, feed: dict) -> np.ndarray:
         return self.graphs["context"].run(feed, ["context"])[0]

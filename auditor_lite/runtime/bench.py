@@ -15,6 +15,8 @@ one with the highest predicted IoU and pass it only when its predicted action is
 
 from __future__ import annotations
 
+import dataclasses
+
 import sys
 import time
 from collections import Counter, defaultdict
@@ -84,18 +86,30 @@ def prediction(record, cand, result, method: str, mode: str, split: str) -> Pred
 
 
 def audit_benchmark(auditor, bench, out_file, splits=None, modes=None, silence_audio: bool = False,
-                    method: str | None = None, progress: bool = True) -> dict:
+                    method: str | None = None, progress: bool = True,
+                    shuffle_expressions: int | None = None) -> dict:
     """Audit every candidate of the requested (split, mode) pairs; write the predictions JSONL.
+
+    ``shuffle_expressions`` (a seed): the ablation where each expression is audited with the
+    expression of another clip of the same split and mode (a fixed random permutation); a grounded
+    auditor must then lose what the expression told it, down to chance.
 
     Returns ``{"counts": {"split/mode": n}, "masks": n, "seconds": s, "masks_per_second": r}``.
     """
     benchmark = Benchmark(bench)
     name = (method or f"auditor-lite-{auditor.manifest.name}-{auditor.precision}") + \
-        (SILENT_SUFFIX if silence_audio else "")
+        (SILENT_SUFFIX if silence_audio else "") + \
+        (f"-shuffled{shuffle_expressions}" if shuffle_expressions is not None else "")
     predictions, counts = [], Counter()
     started = time.perf_counter()
     for split, mode in benchmark_pairs(benchmark, splits, modes):
         records = list(benchmark.records(split, mode))
+        if shuffle_expressions is not None:
+            # a random cycle: every expression moves to another clip (none stays where it was)
+            perm = np.random.default_rng(shuffle_expressions).permutation(len(records))
+            source = np.empty(len(records), int)
+            source[perm] = np.roll(perm, -1)
+            records = [dataclasses.replace(r, exp=records[j].exp) for r, j in zip(records, source)]
         for record in tqdm(records, desc=f"audit {split}/{mode}", unit="expr", file=sys.stderr,
                            disable=not progress):
             for cand, result in audit_record(auditor, record, silence_audio):

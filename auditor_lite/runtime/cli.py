@@ -129,16 +129,20 @@ def format_table(results, names, truth=None) -> str:
 @click.option("--mode", "modes", multiple=True, type=click.Choice(("image", "video")),
               help="With --bench: only this mode (repeatable; default: all present).")
 @click.option("--silence-audio", is_flag=True, help="With --bench: audit with silent audio (ablation).")
+@click.option("--shuffle-expressions", type=int, default=None, metavar="SEED",
+              help="With --bench: audit each expression's masks with another clip's expression (ablation).")
 @click.option("--method", help="With --bench: method name in the predictions (default from the model).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @clip_options
 @model_options
 @_friendly_errors
-def audit(bench, out, splits, modes, silence_audio, method, no_progress, as_json, model_dir, precision,
-          threads, video, frames_dir, audio, expression, mask_files, mask_dir, frame_index, allow_silent,
+def audit(bench, out, splits, modes, silence_audio, shuffle_expressions, method, no_progress, as_json, model_dir,
+          precision, threads, video, frames_dir, audio, expression, mask_files, mask_dir, frame_index, allow_silent,
           more_masks):
     """Audit candidate masks of a clip (files), or of a whole benchmark (--bench DIR --out FILE)."""
+    if bench is None and shuffle_expressions is not None:
+        raise click.UsageError("--shuffle-expressions needs --bench (it permutes a benchmark's expressions)")
     if bench is not None:
         if out is None:
             raise click.UsageError("--bench needs --out FILE (the predictions JSONL to write)")
@@ -147,7 +151,7 @@ def audit(bench, out, splits, modes, silence_audio, method, no_progress, as_json
         auditor = load_auditor(model_dir, precision, threads)
         click.echo(f"model {auditor.model_dir} ({auditor.manifest.name}); backend {auditor.backend}", err=True)
         stats = audit_benchmark(auditor, bench, out, splits or None, modes or None, silence_audio, method,
-                                progress=not no_progress)
+                                progress=not no_progress, shuffle_expressions=shuffle_expressions)
         per_pair = ", ".join(f"{k} {v}" for k, v in stats["counts"].items())
         click.echo(f"wrote {out}: {stats['masks']} predictions ({per_pair}) as {stats['method']!r} in "
                    f"{stats['seconds']:.1f} s, {stats['masks_per_second']:.1f} masks/s")

@@ -73,6 +73,16 @@ def explain(iou: float, low: float | None, high: float | None, mask_type: str, t
             f"{ACTION_PHRASES.get(action, action)}{note}")
 
 
+def _takes_groups(calibrate) -> bool:
+    """Whether ``calibrate`` accepts the predicted types (per-type interval widths)."""
+    import inspect
+
+    try:
+        return len(inspect.signature(calibrate).parameters) >= 2
+    except (TypeError, ValueError):
+        return False
+
+
 def build_results(raw_iou: np.ndarray, type_logits: np.ndarray, action_logits: np.ndarray,
                   mask_types, actions, calibrate, empty: set[int] | frozenset = frozenset()
                   ) -> list[AuditResult]:
@@ -82,8 +92,9 @@ def build_results(raw_iou: np.ndarray, type_logits: np.ndarray, action_logits: n
     IoU; it is the model directory's score calibration or the identity.
     """
     raw = np.clip(np.asarray(raw_iou, dtype=np.float64).reshape(-1), 0.0, 1.0)
-    iou, low, high = calibrate(raw)
     type_probs, action_probs = softmax(type_logits), softmax(action_logits)
+    predicted = [mask_types[int(t)] for t in type_probs.argmax(axis=1)]
+    iou, low, high = calibrate(raw, predicted) if _takes_groups(calibrate) else calibrate(raw)
     results = []
     for i in range(len(raw)):
         t, a = int(type_probs[i].argmax()), int(action_probs[i].argmax())

@@ -354,6 +354,9 @@ def load_grounder(model_dir) -> Grounder:
         raise FileNotFoundError(f"{model_dir}: no grounder_config.json (not a grounding model directory)")
     fields = json.loads(config_path.read_text())
     fields.setdefault("motion_energy", False)        # written before the vibration channels existed
+    fields.setdefault("sound_tokens", False)         # ... and before the sounding tokens
     model = Grounder(GrounderConfig(**fields))
-    model.load_state_dict(load_file(str(model_dir / "grounder.safetensors")))
+    state = load_file(str(model_dir / "grounder.safetensors"))
+    state = {k.replace("aux_sounding.", "sound_head.", 1): v for k, v in state.items()}
+    model.load_state_dict(state)
     return model.eval()

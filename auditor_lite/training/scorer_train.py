@@ -27,7 +27,8 @@ from auditor_lite.data.media import load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.data.schema import ACTIONS, MASK_TYPES
 from auditor_lite.model.grounded import GroundedAuditor, save_scorer
-from auditor_lite.model.scorer import MaskScorer, ScorerConfig, mask_features
+from auditor_lite.model.scorer import CropCNN, MaskScorer, ScorerConfig
+from auditor_lite.training.crop_train import crop_accuracy, crop_table, train_crop_cnn
 from auditor_lite.preprocess import prepare_masks
 from auditor_lite.training.grounding_data import GroundingSet
 from auditor_lite.training.grounding_train import hash_unit
@@ -37,7 +38,7 @@ FIT_FRACTION = 0.7
 
 @torch.no_grad()
 def scorer_features(model: GroundedAuditor, data: GroundingSet, records: dict, rows: np.ndarray,
-                    log=print) -> dict[str, np.ndarray]:
+                    scorer: MaskScorer, log=print) -> dict[str, np.ndarray]:
     """Per candidate mask of expressions ``rows``: features, labels and the clip it belongs to."""
     feats, iou, types, actions, groups, uids = [], [], [], [], [], []
     size = model.key_size
@@ -55,7 +56,7 @@ def scorer_features(model: GroundedAuditor, data: GroundingSet, records: dict, r
                 torch.from_numpy(data.tokens[e][None].astype(np.float32)),
                 torch.from_numpy(data.token_mask[e][None].astype(np.float32)))
             masks = torch.from_numpy(prepare_masks([load_mask(c.mask_path) for c in cands], size))
-            feats.append(mask_features(context, masks, frames[:, frame]).numpy())
+            feats.append(scorer.features(context, masks, frames[:, frame]).numpy())
             iou += [c.iou_to_gt for c in cands]
             types += [MASK_TYPES.index(c.mask_type) for c in cands]
             actions += [ACTIONS.index(c.action) for c in cands]
@@ -90,9 +91,14 @@ def _class_weights(labels: np.ndarray, count: int) -> torch.Tensor:
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
-def fit_scorer(table: dict, *, epochs: int = 60, seed: int = 0, hidden: int = 96, log=print) -> MaskScorer:
+def fit_scorer(table: dict, crop_cnn: CropCNN | None, *, epochs: int = 60, seed: int = 0, hidden: int = 96,
+               log=print) -> MaskScorer:
+    """The MLP and its feature standardisation; the crop CNN (phase 1) is kept as it is."""
     torch.manual_seed(seed)
-    scorer = MaskScorer(ScorerConfig(hidden=hidden))
+    scorer = MaskScorer(ScorerConfig(hidden=hidden, crop_dim=crop_cnn.embed.out_features if crop_cnn else 0))
+    if crop_cnn is not None:
+        scorer.crop_cnn.load_state_dict(crop_cnn.state_dict())
+        scorer.crop_cnn.requires_grad_(False)
     x = torch.from_numpy(table["features"])
     scorer.feature_mean.copy_(x.mean(0))
     scorer.feature_std.copy_(x.std(0).clamp(min=1e-3))
@@ -100,7 +106,7 @@ def fit_scorer(table: dict, *, epochs: int = 60, seed: int = 0, hidden: int = 96
     y_type, y_action = torch.from_numpy(table["type"]), torch.from_numpy(table["action"])
     w_type = _class_weights(table["type"], len(MASK_TYPES))
     w_action = _class_weights(table["action"], len(ACTIONS))
-    opt = torch.optim.AdamW(scorer.parameters(), lr=3e-3, weight_decay=1e-3)
+    opt = torch.optim.AdamW([p for p in scorer.parameters() if p.requires_grad], lr=3e-3, weight_decay=1e-3)
     steps = epochs * max(1, len(x) // 256)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     g = torch.Generator().manual_seed(seed)
@@ -140,26 +146,45 @@ def heldout_summary(pred: dict, table: dict) -> dict:
             "best_pick_mean_iou": float(np.mean(best)) if best else None}
 
 
-def train_scorer(model: GroundedAuditor, data: GroundingSet, bench, grounder_dir, out_dir, log=print) -> dict:
+def train_scorer(model: GroundedAuditor, data: GroundingSet, bench, grounder_dir, out_dir, *,
+                 crop_dim: int = 32, crop_expressions: int = 5000, crop_minutes: float = 6.0, log=print) -> dict:
     started = time.perf_counter()
     rows = heldout_rows(data, grounder_dir)
     records = benchmark_records(bench, "train", "train", {data.meta["uids"][e] for e in rows})
     rows = np.array([e for e in rows if data.meta["uids"][e] in records])
-    log(f"stage B: {len(rows)} held-out expressions")
-    table = scorer_features(model, data, records, rows, log=log)
+    held_vids = {data.meta["vids"][int(data.clip[e])] for e in rows}
+    summary = {}
+    crop_cnn = None
+    if crop_dim:
+        crops = crop_table(bench, data, held_vids, crop_expressions, log=log)
+        check = np.arange(len(crops["shape"])) % 10 == 0        # a tenth kept out to report accuracy
+        fit_part = {k: v[~check] for k, v in crops.items()}
+        log(f"stage B phase 1: crop CNN on {len(fit_part['shape'])} masks for {crop_minutes} min")
+        crop_cnn = train_crop_cnn(fit_part, dim=crop_dim, minutes=crop_minutes, log=log)
+        summary["crop_cnn"] = {"masks": int(len(fit_part["shape"])),
+                               "shape_accuracy_kept_out": crop_accuracy(crop_cnn, {k: v[check] for k, v in crops.items()}),
+                               "minutes": round((time.perf_counter() - started) / 60, 2)}
+        log(f"  crop CNN: {summary['crop_cnn']}")
+        del crops, fit_part
+    log(f"stage B phase 2: {len(rows)} held-out expressions")
+    feature_scorer = MaskScorer(ScorerConfig(crop_dim=crop_dim))
+    if crop_cnn is not None:
+        feature_scorer.crop_cnn.load_state_dict(crop_cnn.state_dict())
+    table = scorer_features(model, data, records, rows, feature_scorer.eval(), log=log)
     np.savez_compressed(Path(out_dir) / "stage_b_features.npz", **table)   # for analysis; not shipped
     fit = np.array([hash_unit("stage-b:" + g) < FIT_FRACTION for g in table["group"]])
     part = {name: {k: v[mask] for k, v in table.items()} for name, mask in (("fit", fit), ("calibration", ~fit))}
     features_s = time.perf_counter() - started
-    scorer = fit_scorer(part["fit"], log=log)
+    scorer = fit_scorer(part["fit"], crop_cnn, log=log)
     save_scorer(scorer, out_dir)
     pred = predict_table(scorer, part["calibration"])
+    types = [MASK_TYPES[t] for t in pred["type"]]
     calib = fit_score_calibration(pred["iou"], part["calibration"]["iou"], part["calibration"]["uid"],
-                                  fit_on="held-out train clips (stage-B calibration part)")
+                                  fit_on="held-out train clips (stage-B calibration part)", predicted_types=types)
     calib.extra["test"] = {"calibration part (in-sample)": coverage_report(calib, pred["iou"],
-                                                                           part["calibration"]["iou"])}
+                                                                           part["calibration"]["iou"], types)}
     calib.save(Path(out_dir) / "score_calibration.json")
-    summary = {"fit_masks": int(fit.sum()), "calibration_masks": int((~fit).sum()),
+    summary |= {"fit_masks": int(fit.sum()), "calibration_masks": int((~fit).sum()),
                "features_minutes": round(features_s / 60, 2),
                "minutes": round((time.perf_counter() - started) / 60, 2),
                "calibration_part": heldout_summary(pred, part["calibration"]),

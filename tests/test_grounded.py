@@ -1,0 +1,148 @@
+"""The grounded auditor (stage A + stage B): export, runtime, per-mask independence, ablation flags.
+
+A tiny randomly initialised GroundedAuditor (real 128-px inputs, narrow layers) is exported with
+the project's exporter; the text encoder is the runtime tests' stand-in (token states from an
+embedding table) behind the real MiniLM tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from auditor_lite.manifest import update_manifest  # noqa: E402
+from auditor_lite.model.grounded import GroundedAuditor, save_scorer  # noqa: E402
+from auditor_lite.model.grounder import Grounder, GrounderConfig  # noqa: E402
+from auditor_lite.model.scorer import MaskScorer, ScorerConfig, mask_crops, mask_features  # noqa: E402
+from auditor_lite.runtime import Auditor  # noqa: E402
+
+TINY_GROUNDER = dict(width=32, heads=2, track_dim=8, audio_dim=8, decoder_dim=8)
+
+
+def tiny_grounded() -> GroundedAuditor:
+    torch.manual_seed(0)
+    model = GroundedAuditor(Grounder(GrounderConfig(**TINY_GROUNDER)), MaskScorer(ScorerConfig(hidden=16, crop_dim=8)))
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    from runtime_helpers import _text_encoder, minilm_tokenizer_json
+
+    from auditor_lite.export.contract import text_encoder_contract
+    from auditor_lite.export.model_dir import export_model_dir
+    from auditor_lite.training.grounding_train import save_grounder
+
+    root = tmp_path_factory.mktemp("grounded")
+    model = tiny_grounded()
+    checkpoint = root / "checkpoint"
+    checkpoint.mkdir()
+    save_grounder(model.grounder, checkpoint)
+    save_scorer(model.scorer, checkpoint)
+    out = root / "model"
+    summary = export_model_dir(checkpoint, out, with_text=False, name="tiny-grounded")
+    assert all(row["ok"] for row in summary.comparison)
+    ids = torch.tensor([[101, 1996, 3899, 102]])
+    torch.onnx.export(_text_encoder(), (ids, torch.ones_like(ids)), str(out / "text_encoder.onnx"), dynamo=False,
+                      opset_version=17, input_names=["input_ids", "attention_mask"],
+                      output_names=["text_embedding", "token_states"],
+                      dynamic_axes={"input_ids": {1: "T"}, "attention_mask": {1: "T"}, "token_states": {1: "T"}})
+    shutil.copy(minilm_tokenizer_json(), out / "tokenizer.json")
+    vocab = len(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"])
+    update_manifest(out, graphs={"text_encoder": {"fp32": "text_encoder.onnx"}},
+                    contract={"text_encoder": text_encoder_contract(vocab)})
+    return out, model
+
+
+def clip(seed=0, masks=13, size=96):
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (10, size, size, 3), dtype=np.uint8)
+    audio = (0.3 * rng.standard_normal(16000 * 10)).clip(-1, 1).astype(np.float32)
+    stack = np.zeros((masks, size, size), bool)
+    for i in range(masks):
+        y, x = rng.integers(0, size - 30, 2)
+        stack[i, y:y + rng.integers(5, 30), x:x + rng.integers(5, 30)] = True
+    stack[-1] = False                     # an empty candidate
+    return frames, audio, stack
+
+
+def test_manifest_says_grounded_and_runtime_matches_torch(artifact):
+    from auditor_lite import preprocess as pp
+
+    out, model = artifact
+    auditor = Auditor.load(out, intra_op_threads=1)
+    assert auditor.grounded and auditor.manifest.data["architecture"] == "grounded"
+    frames, audio, masks = clip()
+    results = auditor.audit(frames, audio, "the dog barking on the left", masks, frame_index=4)
+    tokens, token_mask = auditor.text.token_states("the dog barking on the left", model.max_tokens)
+    with torch.no_grad():
+        context = model.encode_context(torch.from_numpy(pp.prepare_frames(frames, 128)), torch.tensor([4]),
+                                       torch.from_numpy(pp.log_mel(pp.prepare_audio(audio, 16000)[0])[None]),
+                                       torch.from_numpy(tokens.copy()), torch.from_numpy(token_mask.copy()))
+        iou, _, _ = model.audit_masks(context, torch.from_numpy(pp.prepare_masks(masks, 128)),
+                                      torch.from_numpy(pp.prepare_key_frame(frames[4], 128)))
+    np.testing.assert_allclose([r.raw_iou for r in results], iou.numpy(), atol=1e-4)
+    assert results[-1].empty
+
+
+def test_a_mask_is_audited_the_same_alone_and_among_13(artifact):
+    auditor = Auditor.load(artifact[0], intra_op_threads=1)
+    frames, audio, masks = clip(seed=3)
+    together = auditor.audit(frames, audio, "the sounding guitar", masks, frame_index=2)
+    for i in (0, 5, 12):
+        (alone,) = auditor.audit(frames, audio, "the sounding guitar", masks[i], frame_index=2)
+        assert alone.raw_iou == pytest.approx(together[i].raw_iou, abs=1e-6)
+        assert alone.type_probs == pytest.approx(together[i].type_probs, abs=1e-5)
+        assert alone.action_probs == pytest.approx(together[i].action_probs, abs=1e-5)
+
+
+def test_expression_and_audio_reach_the_context(artifact):
+    auditor = Auditor.load(artifact[0], intra_op_threads=1)
+    frames, audio, masks = clip(seed=5)
+
+    def raw(expression, wave):
+        return np.array([r.raw_iou for r in auditor.audit(frames, wave, expression, masks, frame_index=0,
+                                                          allow_silent=True)])
+
+    base = raw("the cat on the left", audio)
+    assert np.abs(base - raw("the violin being played", audio)).max() > 1e-6
+    assert np.abs(base - raw("the cat on the left", np.zeros_like(audio))).max() > 1e-6
+
+
+def test_mask_features_and_crops_are_per_mask():
+    torch.manual_seed(1)
+    context, key = torch.randn(1, 1025), torch.rand(1, 3, 128, 128)
+    masks = (torch.rand(6, 1, 128, 128) > 0.8).float()
+    masks[2] = 0
+    full = mask_features(context, masks, key)
+    crops = mask_crops(masks, key)
+    for i in range(6):
+        assert torch.allclose(mask_features(context, masks[i:i + 1], key), full[i:i + 1], atol=1e-6)
+        assert torch.allclose(mask_crops(masks[i:i + 1], key), crops[i:i + 1], atol=1e-6)
+    assert crops[2, 0].abs().max() == 0          # an empty mask: the whole frame, no mask pixels
+    assert torch.isfinite(full).all()
+
+
+def test_shuffled_expressions_ablation_permutes_within_a_split(artifact, tmp_path):
+    from pathlib import Path
+
+    from auditor_lite.runtime.bench import audit_benchmark
+
+    bench = Path(__file__).resolve().parent / "fixtures" / "upstream_small"
+    auditor = Auditor.load(artifact[0], intra_op_threads=1)
+    plain = audit_benchmark(auditor, bench, tmp_path / "plain.jsonl", progress=False)
+    shuffled = audit_benchmark(auditor, bench, tmp_path / "shuffled.jsonl", progress=False, shuffle_expressions=1)
+    assert shuffled["method"].endswith("-shuffled1") and shuffled["masks"] == plain["masks"]
+    ious = [[json.loads(line)["iou"] for line in (tmp_path / f"{n}.jsonl").read_text().splitlines()]
+            for n in ("plain", "shuffled")]
+    assert np.abs(np.array(ious[0]) - np.array(ious[1])).max() > 1e-6   # other words, other answers
