@@ -74,8 +74,14 @@ def preprocess_graph(source, target) -> Path:
     target = Path(target)
     try:
         quant_pre_process(str(source), str(target))
-    except Exception as exc:  # ORT raises bare Exceptions from shape inference
-        raise QuantizationError(f"{source}: quant_pre_process failed ({exc})") from exc
+    except Exception:  # ORT raises bare Exceptions (and AssertionErrors) from shape inference
+        # ORT's symbolic shape inference asserts on some Reshapes whose shape is computed in the
+        # graph (the grounded context graph's gathers): ONNX's own shape inference and the
+        # optimisation pass still run without it, and every shape there is static anyway.
+        try:
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+        except Exception as exc:
+            raise QuantizationError(f"{source}: quant_pre_process failed ({type(exc).__name__}: {exc})") from exc
     return target
 
 

@@ -1,12 +1,12 @@
-"""Where the shipped student checkpoint lives (torch-free: only a path).
+"""Where the shipped grounded checkpoint lives (torch-free: only a path).
 
-``auditor_lite/assets/student_checkpoint`` holds the trained student in the Hugging Face layout
-(``config.json`` + ``model.safetensors``, weights stored in float16 to halve the download; they load
-as float32). It is the source the shipped ONNX default model was exported from::
+``auditor_lite/assets/grounded_checkpoint`` holds stage A (``grounder.safetensors`` +
+``grounder_config.json``) and stage B (``scorer.safetensors`` + ``scorer_config.json``) with the
+score calibration fitted on held-out clips: the source the shipped ONNX default model was exported
+from (``auditor-lite export onnx --model <this dir>``)::
 
-    import auditor_lite.model
-    from transformers import AutoModel
-    model = AutoModel.from_pretrained(default_checkpoint_dir())
+    from auditor_lite.model.grounded import load_grounded
+    model = load_grounded(default_checkpoint_dir())
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-CHECKPOINT_DIR_NAME = "student_checkpoint"
+CHECKPOINT_DIR_NAME = "grounded_checkpoint"
 
 
 def default_checkpoint_dir() -> Path:

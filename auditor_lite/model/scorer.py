@@ -80,9 +80,10 @@ def mask_features(context: torch.Tensor, masks: torch.Tensor, key_frame: torch.T
     # rings around the boundary at full resolution
     up = F.interpolate(prob, size=(size, size), mode="bilinear", align_corners=False)
     core = _erode(m, 3)
+    near = _dilate(m, 2)
     inner = m - core
-    outer = _dilate(m, 2) - m
-    far = _dilate(m, 5) - _dilate(m, 2)
+    outer = near - m
+    far = _dilate(m, 5) - near
     regions = (core, inner, outer, far)
     feats += [_mean_in(up, r)[:, 0] for r in regions]
     colours = [_mean_in(key_frame, r) for r in regions]                            # (N, 3) each
