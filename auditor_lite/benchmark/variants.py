@@ -168,6 +168,7 @@ class TorchAuditor:
     model directory the checkpoint was exported to."""
 
     split = False
+    grounded = False     # the legacy single-model checkpoints only (issue 12 brings the grounded one)
 
     def __init__(self, checkpoint, auditor, threads: int):
         import torch
