@@ -140,8 +140,13 @@ def diagnose_grounding(model_dir, bench, splits, silence_audio, shuffle_expressi
 @click.option("--cache", "cache_root", type=click.Path(file_okay=False), default=None)
 @click.option("--extra-per-clip", type=int, default=4, show_default=True,
               help="As given to train-grounding (selects the same cached set).")
+@click.option("--crop-minutes", type=click.FloatRange(0.1), default=6.0, show_default=True,
+              help="Training budget of the crop CNN (phase 1).")
+@click.option("--crop-expressions", type=click.IntRange(10), default=5000, show_default=True,
+              help="Training expressions whose candidate masks the crop CNN learns from.")
 @click.option("--threads", type=int, default=os.cpu_count() or 1, show_default=True)
-def train_scorer_cmd(grounder_dir, bench, out_dir, cache_root, extra_per_clip, threads):
+def train_scorer_cmd(grounder_dir, bench, out_dir, cache_root, extra_per_clip, crop_minutes, crop_expressions,
+                     threads):
     """Fit stage B (the per-mask scorer) and its conformal calibration on held-out clips' maps."""
     import shutil
 
@@ -159,5 +164,6 @@ def train_scorer_cmd(grounder_dir, bench, out_dir, cache_root, extra_per_clip, t
             shutil.copy2(Path(grounder_dir) / name, out / name)
     model = GroundedAuditor(load_grounder(grounder_dir), MaskScorer()).eval()
     data = grounding_set(bench, "train", "train", cache_root, extra_per_clip=extra_per_clip)
-    summary = train_scorer(model, data, bench, grounder_dir, out, log=click.echo)
+    summary = train_scorer(model, data, bench, grounder_dir, out, crop_minutes=crop_minutes,
+                           crop_expressions=crop_expressions, log=click.echo)
     click.echo(json.dumps(summary, indent=2))
