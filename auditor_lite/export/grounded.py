@@ -208,16 +208,15 @@ def compare_grounded(model: GroundedAuditor, files: dict[str, Path]) -> list[dic
 def export_grounded_dir(checkpoint, out, *, opset: int = DEFAULT_OPSET, text_precision: str = "auto",
                         overwrite: bool = False, name: str | None = None, with_text: bool = True):
     """``export onnx`` for a grounded checkpoint: FP32 graphs, text encoder, tokenizer, manifest."""
-    from auditor_lite.export.model_dir import ExportSummary, _export_text, _prepare_destination, _vocab_size
+    from auditor_lite.export.model_dir import ExportSummary, _export_text, _vocab_size, staged_directory
 
     checkpoint, out = Path(checkpoint), Path(out)
     try:
         model = load_grounded(checkpoint)
     except FileNotFoundError as exc:
         raise ExportError(str(exc)) from None
-    staging = _prepare_destination(out, overwrite)
     summary = ExportSummary(out=out)
-    try:
+    with staged_directory(out, overwrite) as staging:
         cfg = runtime_config(model)
         (staging / "config.json").write_text(json.dumps(cfg, indent=2))
         files = {g: staging / GRAPH_FILES[g] for g in GRAPHS}
@@ -248,10 +247,4 @@ def export_grounded_dir(checkpoint, out, *, opset: int = DEFAULT_OPSET, text_pre
             extra["score_calibration"] = calibration.name
         summary.manifest = write_manifest(staging, name=name or "auditor-lite-grounded", graphs=graphs,
                                           contract=contract, default_precision="fp32", extra=extra)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return summary

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -50,6 +51,21 @@ def _prepare_destination(out: Path, overwrite: bool) -> Path:
         shutil.rmtree(staging)  # a previous export that failed half-way
     staging.mkdir(parents=True)
     return staging
+
+
+@contextmanager
+def staged_directory(out: Path, overwrite: bool):
+    """Build a model directory in ``.NAME.partial`` next to ``out``; move it into place only when the
+    block finishes, and delete it if the block raises (a failed export leaves ``out`` untouched)."""
+    staging = _prepare_destination(out, overwrite)
+    try:
+        yield staging
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _export_text(staging: Path, opset: int, text_precision: str, summary: ExportSummary) -> dict:
@@ -98,9 +114,8 @@ def export_model_dir(checkpoint: str | Path, out: str | Path, *, opset: int = DE
                                    overwrite=overwrite, name=name, with_text=with_text)
     opset = check_opset(opset)
     model = load_checkpoint(checkpoint)
-    staging = _prepare_destination(out, overwrite)
     summary = ExportSummary(out=out)
-    try:
+    with staged_directory(out, overwrite) as staging:
         model.config.to_json_file(str(staging / "config.json"))
         graph_files = {}
         for graph in AUDITOR_GRAPHS:
@@ -133,12 +148,6 @@ def export_model_dir(checkpoint: str | Path, out: str | Path, *, opset: int = DE
         summary.manifest = write_manifest(staging, name=name or f"auditor-lite-{model.config.preset_name}",
                                           graphs=graphs, contract=contract, default_precision="fp32",
                                           extra={"export": export_info})
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return summary
 
 
