@@ -226,7 +226,7 @@ def test_results_by_hand():
     type_logits = np.log(np.array([[0.1, 0.1, 0.6, 0.05, 0.05, 0.05, 0.05], [1, 1, 1, 1, 1, 1, 1.0]]))
     action_logits = np.log(np.array([[0.1, 0.7, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25]]))
     results = build_results(iou, type_logits, action_logits, MASK_TYPES, ACTIONS,
-                            lambda raw: (raw, np.clip(raw - 0.1, 0, 1), np.clip(raw + 0.1, 0, 1)),
+                            lambda raw, types: (raw, np.clip(raw - 0.1, 0, 1), np.clip(raw + 0.1, 0, 1)),
                             empty={1})
     first, second = results
     assert first.type_probs["erode"] == pytest.approx(0.6) and first.action == "minor revision"

@@ -73,28 +73,19 @@ def explain(iou: float, low: float | None, high: float | None, mask_type: str, t
             f"{ACTION_PHRASES.get(action, action)}{note}")
 
 
-def _takes_groups(calibrate) -> bool:
-    """Whether ``calibrate`` accepts the predicted types (per-type interval widths)."""
-    import inspect
-
-    try:
-        return len(inspect.signature(calibrate).parameters) >= 2
-    except (TypeError, ValueError):
-        return False
-
-
 def build_results(raw_iou: np.ndarray, type_logits: np.ndarray, action_logits: np.ndarray,
                   mask_types, actions, calibrate, empty: set[int] | frozenset = frozenset()
                   ) -> list[AuditResult]:
     """AuditResults from one graph call's outputs.
 
-    ``calibrate(raw_iou) -> (iou, low, high)`` (arrays, ``low``/``high`` may be None) maps the raw
-    IoU; it is the model directory's score calibration or the identity.
+    ``calibrate(raw_iou, predicted_types) -> (iou, low, high)`` (arrays, ``low``/``high`` may be
+    None) maps the raw IoU; it is the model directory's score calibration or the identity, and the
+    predicted type of each mask picks its interval width where the calibration has one per type.
     """
     raw = np.clip(np.asarray(raw_iou, dtype=np.float64).reshape(-1), 0.0, 1.0)
     type_probs, action_probs = softmax(type_logits), softmax(action_logits)
     predicted = [mask_types[int(t)] for t in type_probs.argmax(axis=1)]
-    iou, low, high = calibrate(raw, predicted) if _takes_groups(calibrate) else calibrate(raw)
+    iou, low, high = calibrate(raw, predicted)
     results = []
     for i in range(len(raw)):
         t, a = int(type_probs[i].argmax()), int(action_probs[i].argmax())
