@@ -35,19 +35,17 @@ def calibration_feeds(auditor: Auditor, bench, expressions: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(records), min(expressions, len(records)), replace=False)
     context_rows, masks_rows = [], []
+    size = auditor.config["key_size"]
     for i in np.sort(picks):
         record = records[int(i)]
         audio, rate = load_audio(record.clip.audio_path)
         session = auditor.session(record.exp, load_frames(record.clip), audio, sample_rate=rate,
                                   allow_silent=True)
         frame = record.candidates[0].frame
-        inputs = session._inputs()
-        feed = {"frames": inputs["frames"], "key_index": np.array([frame], np.int64),
-                "log_mel": inputs["log_mel"], "tokens": session.tokens[0], "token_mask": session.tokens[1]}
+        feed = session.context_feed(frame)
         context = auditor.run_context(feed)
         context_rows.append({k: v[0] for k, v in feed.items()})
-        key = session._key_frame(frame)
-        size = auditor.config["key_size"]
+        key = session.key_frame(frame)
         for cand in record.candidates:
             if cand.frame == frame:
                 masks_rows.append({"context": context[0], "masks": prepare_masks(load_mask(cand.mask_path), size)[0],

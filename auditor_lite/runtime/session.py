@@ -127,9 +127,9 @@ class ClipSession:
             inputs = self._inputs()
             key_size = self.auditor.config["key_size"]
             mask_tensor = prepare_masks(stack, key_size)
-            key = self._key_frame(frame_index)
+            key = self.key_frame(frame_index)
             if self.auditor.split:
-                context = self._context(frame_index, inputs, key)
+                context = self._context(frame_index)
                 raw = self.auditor.run_masks(context, mask_tensor, key)
                 self.stats["mask_calls"] += 1
             else:
@@ -143,24 +143,29 @@ class ClipSession:
         """Audit masks of the newest frame of the window (streaming use)."""
         return self.audit(masks, NUM_FRAMES - 1)
 
-    def _key_frame(self, frame_index: int) -> np.ndarray:
+    def key_frame(self, frame_index: int) -> np.ndarray:
+        """The audited frame's tensor (1, 3, K, K), prepared once per window and frame."""
         if frame_index not in self._key_frames:
             self._key_frames[frame_index] = prepare_key_frame(self._frames[frame_index],
                                                               self.auditor.config["key_size"])
         return self._key_frames[frame_index]
 
-    def _context(self, frame_index: int, inputs: dict, key: np.ndarray) -> np.ndarray:
+    def context_feed(self, frame_index: int) -> dict[str, np.ndarray]:
+        """The context graph's inputs for audited frame ``frame_index`` (what INT8 calibration feeds
+        it too). Call with the window complete; the tensors are the session's cached ones."""
+        inputs = self._inputs()
+        if self.auditor.grounded:
+            return {"frames": inputs["frames"], "key_index": np.array([frame_index], np.int64),
+                    "log_mel": inputs["log_mel"], "tokens": self.tokens[0], "token_mask": self.tokens[1]}
+        return {"frames": inputs["frames"], "key_frame": self.key_frame(frame_index), "audio": inputs["audio"],
+                "text_embedding": self.text_embedding}
+
+    def _context(self, frame_index: int) -> np.ndarray:
         context = self._contexts.get(frame_index)
         if context is not None:
             self.stats["context_cache_hits"] += 1
             return context
-        if self.auditor.grounded:
-            feed = {"frames": inputs["frames"], "key_index": np.array([frame_index], np.int64),
-                    "log_mel": inputs["log_mel"], "tokens": self.tokens[0], "token_mask": self.tokens[1]}
-        else:
-            feed = {"frames": inputs["frames"], "key_frame": key, "audio": inputs["audio"],
-                    "text_embedding": self.text_embedding}
-        context = self.auditor.run_context(feed)
+        context = self.auditor.run_context(self.context_feed(frame_index))
         self.stats["context_encodes"] += 1
         self._contexts.put(frame_index, context)
         return context
