@@ -16,7 +16,6 @@ one with the highest predicted IoU and pass it only when its predicted action is
 from __future__ import annotations
 
 import dataclasses
-
 import sys
 import time
 from collections import Counter, defaultdict

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from auditor_lite.preprocess import prepare_text_embedding
+from auditor_lite.preprocess import TEXT_EMBEDDING_DIM, prepare_text_embedding
 from auditor_lite.runtime.inputs import check_expression
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
@@ -113,10 +113,10 @@ class TextEmbedder:
                 "attention_mask": np.ones((1, len(ids)), dtype=np.int64)}
         (states,) = self.graph.run(feed, ["token_states"])
         self.encoder_calls += 1
-        if states.shape != (1, len(ids), 384) or not np.all(np.isfinite(states)):
-            raise ValueError(f"text encoder: token_states of shape {states.shape}, expected (1, {len(ids)}, 384) "
-                             "and finite")
-        tokens = np.zeros((1, max_tokens, 384), np.float32)
+        if states.shape != (1, len(ids), TEXT_EMBEDDING_DIM) or not np.all(np.isfinite(states)):
+            raise ValueError(f"text encoder: token_states of shape {states.shape}, expected "
+                             f"(1, {len(ids)}, {TEXT_EMBEDDING_DIM}) and finite")
+        tokens = np.zeros((1, max_tokens, TEXT_EMBEDDING_DIM), np.float32)
         tokens[0, :len(ids)] = states[0]
         mask = np.zeros((1, max_tokens), np.float32)
         mask[0, :len(ids)] = 1.0

@@ -25,6 +25,16 @@ SHAPE_OF_TYPE = {"perfect": "clean", "full_neg": "clean", "cutout": "cutout", "e
                  "dilate": "dilate", "merge": "merge", "null": "empty"}
 
 
+def candidate_masks_by_frame(record, size: int):
+    """``(frame, candidates, masks (N, 1, size, size) tensor)`` for each frame of ``record`` that has
+    candidates (image mode: the key frame only), masks prepared as the runtime prepares them."""
+    by_frame: dict[int, list] = {}
+    for cand in record.candidates:
+        by_frame.setdefault(cand.frame, []).append(cand)
+    for frame, cands in by_frame.items():
+        yield frame, cands, torch.from_numpy(prepare_masks([load_mask(c.mask_path) for c in cands], size))
+
+
 @torch.no_grad()
 def crop_table(bench, data: GroundingSet, exclude_vids: set[str], max_expressions: int, seed: int = 0,
                log=print) -> dict[str, np.ndarray]:
@@ -40,12 +50,8 @@ def crop_table(bench, data: GroundingSet, exclude_vids: set[str], max_expression
     size = data.frames.shape[2]
     for j, record in enumerate(records):
         clip = clip_of[record.vid]
-        by_frame: dict[int, list] = {}
-        for cand in record.candidates:
-            by_frame.setdefault(cand.frame, []).append(cand)
-        for frame, cands in by_frame.items():
+        for frame, cands, masks in candidate_masks_by_frame(record, size):
             key = torch.from_numpy(np.ascontiguousarray(data.frames[clip, frame])).permute(2, 0, 1)[None].float() / 255
-            masks = torch.from_numpy(prepare_masks([load_mask(c.mask_path) for c in cands], size))
             crops.append(mask_crops(masks, key).half().numpy())
             shape += [SHAPE_CLASSES.index(SHAPE_OF_TYPE[c.mask_type]) for c in cands]
             iou += [c.iou_to_gt for c in cands]

@@ -9,7 +9,9 @@ Those clips are split once more by a stable hash of the clip id:
 - ``calibration`` (30 %): the IoU recalibration and the split-conformal interval
   (:mod:`auditor_lite.calibration.score`), and the held-out numbers quoted in the summary.
 
-Features are computed once (the feature extractor has no weights), so fitting takes a minute.
+Phase 1 trains the crop CNN (:mod:`auditor_lite.training.crop_train`, on masks of the clips the
+grounder trained on: it never reads the map); phase 2 computes every held-out mask's features once
+(the crop CNN frozen) and fits the MLP on them in about a minute.
 """
 
 from __future__ import annotations
@@ -23,13 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from auditor_lite.calibration.score import coverage_report, fit_score_calibration
-from auditor_lite.data.media import load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.data.schema import ACTIONS, MASK_TYPES
 from auditor_lite.model.grounded import GroundedAuditor, save_scorer
 from auditor_lite.model.scorer import CropCNN, MaskScorer, ScorerConfig
-from auditor_lite.training.crop_train import crop_accuracy, crop_table, train_crop_cnn
-from auditor_lite.preprocess import prepare_masks
+from auditor_lite.training.crop_train import candidate_masks_by_frame, crop_accuracy, crop_table, train_crop_cnn
 from auditor_lite.training.grounding_data import GroundingSet
 from auditor_lite.training.grounding_train import hash_unit
 
@@ -47,15 +47,11 @@ def scorer_features(model: GroundedAuditor, data: GroundingSet, records: dict, r
         record = records[data.meta["uids"][e]]
         clip = int(data.clip[e])
         frames = torch.from_numpy(np.ascontiguousarray(data.frames[clip])).permute(0, 3, 1, 2).float()[None] / 255
-        by_frame: dict[int, list] = {}
-        for cand in record.candidates:
-            by_frame.setdefault(cand.frame, []).append(cand)
-        for frame, cands in by_frame.items():
+        for frame, cands, masks in candidate_masks_by_frame(record, size):
             context = model.encode_context(
                 frames, torch.tensor([frame]), torch.from_numpy(data.log_mel[data.mel_row[e]][None].astype(np.float32)),
                 torch.from_numpy(data.tokens[e][None].astype(np.float32)),
                 torch.from_numpy(data.token_mask[e][None].astype(np.float32)))
-            masks = torch.from_numpy(prepare_masks([load_mask(c.mask_path) for c in cands], size))
             feats.append(scorer.features(context, masks, frames[:, frame]).numpy())
             iou += [c.iou_to_gt for c in cands]
             types += [MASK_TYPES.index(c.mask_type) for c in cands]
