@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "auditor-lite-model"
@@ -56,16 +56,26 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _directory_files(model_dir: Path) -> list[str]:
-    """Every regular file under ``model_dir`` (POSIX relative paths, sorted), except the manifest
-    itself and hidden files (editor and OS droppings such as ``.DS_Store`` are not model files)."""
+def _directory_files(model_dir: Path, hidden: bool = False) -> list[str]:
+    """Every file under ``model_dir`` (POSIX relative paths, sorted), except the manifest itself
+    and, unless ``hidden``, hidden files (the writer does not vouch for editor and OS droppings
+    such as ``.DS_Store``; the loader, with ``hidden=True``, refuses them like any unlisted file)."""
     found = []
     for path in model_dir.rglob("*"):
         relative = path.relative_to(model_dir)
-        if path.is_file() and relative.as_posix() != MANIFEST_FILE and \
-                not any(part.startswith(".") for part in relative.parts):
+        if (path.is_file() or path.is_symlink()) and relative.as_posix() != MANIFEST_FILE and \
+                (hidden or not any(part.startswith(".") for part in relative.parts)):
             found.append(relative.as_posix())
     return sorted(found)
+
+
+def _check_listed_name(path: Path, name: str) -> None:
+    """A listed file must be a plain relative POSIX path below the model directory."""
+    pure = PurePosixPath(name)
+    if (not name or "\\" in name or "\x00" in name or pure.is_absolute() or PureWindowsPath(name).drive
+            or any(part in ("..", ".", "") for part in name.split("/")) or pure.name == MANIFEST_FILE):
+        raise ManifestError(path, f"files: {name!r} is not a plain relative path inside the model "
+                                  "directory (no '..', no absolute path)")
 
 
 def hash_directory(model_dir: str | Path) -> dict[str, dict]:
@@ -107,6 +117,7 @@ def _check_structure(path: Path, data) -> None:
         if not isinstance(data.get(key), kind):
             raise ManifestError(path, f"field {key!r} missing or not a {kind.__name__}")
     for name, entry in data["files"].items():
+        _check_listed_name(path, name)
         if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
                 and isinstance(entry.get("bytes"), int)):
             raise ManifestError(path, f"files[{name!r}]: expected {{'sha256': str, 'bytes': int}}")
@@ -289,12 +300,24 @@ class Manifest:
 def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
     """Read ``model_dir/manifest.json`` and check the directory against it.
 
-    Always checked: the format and version, the structure, that every listed file exists and that
-    no ``.onnx`` file is unlisted (a graph nobody vouches for). ``verify=True`` also compares every
+    Always checked: the format and version, the structure, that every listed file is a plain
+    relative path that stays inside the directory (checked before any file is read), that every
+    listed file exists, and that the directory holds no unlisted file (hidden ones included). ``verify=True`` also compares every
     file's size and SHA-256. Any failure is a :class:`ManifestError` naming the file.
     """
     model_dir = Path(model_dir)
     data = _read_json(model_dir / MANIFEST_FILE)
+    root = model_dir.resolve()
+    for relative in data["files"]:               # confinement first: nothing outside is ever read
+        path = model_dir / relative
+        if not path.resolve().is_relative_to(root):
+            raise ManifestError(path, "resolves outside the model directory (a symbolic link?); "
+                                      "model files must lie inside it")
+    for relative in _directory_files(model_dir, hidden=True):
+        if relative not in data["files"]:
+            raise ManifestError(model_dir / relative, "not listed in manifest.json: a model directory "
+                                                      "holds only the files its manifest vouches for "
+                                                      "(remove it, or re-export the directory)")
     for relative, entry in data["files"].items():
         path = model_dir / relative
         if not path.is_file():
@@ -305,10 +328,6 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
                 raise ManifestError(path, f"SHA-256/size differ from manifest.json ({size} bytes, "
                                           f"manifest says {entry['bytes']}): the file was changed "
                                           "after export; re-export or restore it")
-    for relative in _directory_files(model_dir):
-        if relative.endswith(".onnx") and relative not in data["files"]:
-            raise ManifestError(model_dir / relative, "ONNX file not listed in manifest.json "
-                                                      "(remove it, or re-export the directory)")
     return Manifest(model_dir, data)
 
 

@@ -75,13 +75,35 @@ def test_missing_listed_file_is_refused_by_name(model_dir):
         load_manifest(model_dir, verify=False)
 
 
-def test_unlisted_onnx_file_is_refused_but_other_extras_are_not(model_dir):
-    (model_dir / "notes.txt").write_text("hello")
-    (model_dir / ".DS_Store").write_bytes(b"\0")
+@pytest.mark.parametrize("name", ["masks.onnx", "notes.txt", ".DS_Store", ".extra.onnx", "EXTRA.ONNX",
+                                  "AUDITOR.onnx", "calibration/.hidden", "calibration/Table.JSON"])
+def test_every_unlisted_file_is_refused_by_name(model_dir, name):
     load_manifest(model_dir)
-    (model_dir / "masks.onnx").write_bytes(b"stray graph")
-    with pytest.raises(ManifestError, match=r"masks\.onnx: ONNX file not listed"):
+    (model_dir / name).write_bytes(b"stray")
+    with pytest.raises(ManifestError, match=rf"{name.split('/')[-1]}: not listed in manifest\.json"):
         load_manifest(model_dir)
+
+
+@pytest.mark.parametrize("name", ["../outside.json", "/etc/hostname", "calibration/../../outside.json",
+                                  "./config.json", "calibration//table.json", "C:/x.json", "a\\b.json",
+                                  "manifest.json", ""])
+def test_listed_paths_must_stay_inside_the_directory(model_dir, name):
+    (model_dir.parent / "outside.json").write_text("{}")
+    data = json.loads((model_dir / MANIFEST_FILE).read_text())
+    data["files"][name] = {"sha256": "0" * 64, "bytes": 2}
+    data["score_calibration"] = name
+    (model_dir / MANIFEST_FILE).write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="not a plain relative path inside the model directory"):
+        load_manifest(model_dir)
+
+
+def test_a_symlink_out_of_the_directory_is_refused_before_reading(model_dir, tmp_path_factory):
+    secret = tmp_path_factory.mktemp("elsewhere") / "secret.json"
+    secret.write_text('{"d_model": 8}')
+    (model_dir / "config.json").unlink()
+    (model_dir / "config.json").symlink_to(secret)
+    with pytest.raises(ManifestError, match=r"config\.json: resolves outside the model directory"):
+        load_manifest(model_dir, verify=False)
 
 
 def test_missing_manifest_and_unknown_format_are_named(tmp_path, model_dir):

@@ -110,6 +110,7 @@ def test_silent_audio_is_accepted_on_request():
 @pytest.mark.parametrize("text,pattern", [
     ("", "is empty"), ("   \n\t", "is empty"), (None, "expected text, got NoneType"),
     ("word " * 300, "1499 characters is too long"),
+    ("the dog \ud800 barking", "is not valid Unicode \\(character 8"),
 ])
 def test_bad_expression(text, pattern):
     with pytest.raises(InputError, match=f"^expression: {pattern}"):

@@ -172,6 +172,11 @@ def check_expression(expression) -> str:
     if not isinstance(expression, str):
         raise InputError("expression", f"expected text, got {type(expression).__name__}")
     text = expression.strip()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:   # a lone surrogate: the tokenizer would raise a TypeError
+        raise InputError("expression", f"is not valid Unicode (character {exc.start}: "
+                         f"{text[exc.start]!r}); pass UTF-8 text") from None
     if not text:
         raise InputError("expression", "is empty; give the referring expression, e.g. "
                          "'the dog barking on the left'")
