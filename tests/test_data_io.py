@@ -326,6 +326,12 @@ CORRUPTIONS = {  # name: (change, (split, mode), expected message, lenient skip 
     "missing_frame": (lambda root: (root / "media" / "bbb_2000_12000" / "frames" / "7.jpg").unlink(),
                       ("test_s", "image"), r"frames/7\.jpg \[test_s_image_filtered\.json item 0 "
                       r"uid=bbb_2000_12000_dog_1 clip\]: file not found", "missing_media", 2),  # both dogs' clip
+    "mask_path_up": (_set_cut("mask_path", "../../outside.png"), ("test_s", "image"),
+                     ITEM0 + r"part_neg_masks\.cut\[0\]\.mask_path\]: '\.\./\.\./outside\.png' leaves the "
+                     r"benchmark root", "unsafe_path"),
+    "mask_path_absolute": (_set_cut("mask_path", "/etc/hostname"), ("test_s", "image"),
+                           ITEM0 + r"part_neg_masks\.cut\[0\]\.mask_path\]: '/etc/hostname' leaves the "
+                           r"benchmark root", "unsafe_path"),
     "missing_mask": (lambda root: (root / "candidates" / "bbb_2000_12000_dog_1" / "cutout_m.png").unlink(),
                      ("test_s", "image"), r"cutout_m\.png \[test_s_image_filtered\.json item 0 "
                      r"uid=bbb_2000_12000_dog_1 cutout-1@frame 4\]: mask file not found", "missing_media"),
@@ -351,7 +357,11 @@ ROW = "bbb_2000_12000,bbb_2000_12000_x_1,test_s,0"  # appended as line 9 of meta
     (ROW + ",e,x", r"metadata\.csv \[line 9 uid=bbb_2000_12000_x_1 kfid\]: 'x' is not an integer"),
     (ROW + ",e,12", r"metadata\.csv \[line 9 uid=bbb_2000_12000_x_1 kfid\]: 12 is outside 0\.\.9"),
     (ROW, r"metadata\.csv \[line 9\]: expected 6 columns vid,uid,split,fid,exp,kfid, got 4"),
-], ids=["kfid_text", "kfid_range", "four_columns"])
+    ("../x,bbb_2000_12000_x_1,test_s,0,e,4", r"metadata\.csv \[line 9 vid\]: '\.\./x' is not a plain name"),
+    ("bbb_2000_12000,/etc/passwd_x_1,test_s,0,e,4", r"metadata\.csv \[line 9 uid\]: '/etc/passwd_x_1' is not a "
+                                                   r"plain name"),
+    (",..,test_s,0,e,4", r"metadata\.csv \[line 9 uid\]: '\.\.' is not a plain name"),
+], ids=["kfid_text", "kfid_range", "four_columns", "vid_up", "uid_absolute", "uid_dots"])
 def test_bad_metadata_row(copy, row, message):
     with open(copy / META / "metadata.csv", "a") as handle:
         handle.write(row + "\n")
@@ -367,7 +377,12 @@ def test_bad_metadata_row(copy, row, message):
      r"test_s_image_filtered\.json: invalid JSON: Expecting value at line 1"),
     (lambda root: (root / META / "test_s_image_filtered.json").write_text('"text"'),
      r"test_s_image_filtered\.json: top level must be a list or a dict of items, got str"),
-], ids=["no_metadata", "bad_json", "top_level"])
+    (lambda root: (root / META / "metadata.csv").write_text(""), r"metadata\.csv: has no rows"),
+    (lambda root: (root / META / "metadata.csv").write_text("vid,uid,split,fid,exp,kfid\n"),
+     r"metadata\.csv: has no rows"),
+    (lambda root: (root / META / "test_s_image_filtered.json").write_text("[" * 100000),
+     r"test_s_image_filtered\.json: JSON nested too deeply"),
+], ids=["no_metadata", "bad_json", "top_level", "empty_metadata", "header_only", "deep_json"])
 def test_unreadable_files_fail_even_when_lenient(copy, change, message):
     change(copy)
     with pytest.raises(DataError, match=message):

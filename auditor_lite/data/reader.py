@@ -37,6 +37,7 @@ import collections
 import csv
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -104,6 +105,11 @@ class Benchmark:
                 rows = list(csv.reader(handle))
         except (UnicodeDecodeError, csv.Error) as exc:
             raise DataError(path, f"not a readable CSV file ({exc})") from None
+        self._root_abs = os.path.abspath(self.root)
+        data_rows = [row for row in rows if row and any(cell.strip() for cell in row)]
+        if not data_rows or (len(data_rows) == 1 and _is_header(data_rows[0])):
+            raise DataError(path, "has no rows: expected vid,uid,split,fid,exp,kfid lines (the spec's "
+                                  "metadata.csv, with or without a header)")
         for line, row in enumerate(rows, start=1):
             if not row or not any(cell.strip() for cell in row):
                 continue
@@ -262,7 +268,8 @@ class Benchmark:
             raw = {"mask_path": raw}
         if not isinstance(raw, dict):
             raise ItemError(path, f"expected an object, got {type(raw).__name__}", where, "bad_item")
-        mask_path = self._resolve(_field(path, f"{where}.mask_path", raw.get("mask_path"), str))
+        label = f"{where}.mask_path"
+        mask_path = self._resolve(path, label, _field(path, label, raw.get("mask_path"), str))
         iou = _iou(path, where, raw.get("iou_to_gt"), mask_type)
         rank = _rank(path, where, raw.get("rank"))
         action = raw.get("action")
@@ -280,9 +287,15 @@ class Benchmark:
                          mask_type=mask_type, rank=rank, iou_to_gt=iou, action=action, response=response)
 
     # --------------------------------------------------------------------------- media
-    def _resolve(self, rel: str) -> Path:
-        path = Path(rel)
-        return path if path.is_absolute() else self.root / path
+    def _resolve(self, path: Path, label: str, rel: str) -> Path:
+        """A mask path from the JSON (relative to the root, or absolute), which must stay inside
+        the benchmark root: a benchmark is data and must not make the reader open other files."""
+        if "\x00" in rel or not rel.strip():
+            raise ItemError(path, f"{rel!r} is not a file path", label, "unsafe_path")
+        joined = os.path.normpath(os.path.join(self._root_abs, rel))
+        if os.path.commonpath([joined, self._root_abs]) != self._root_abs:
+            raise ItemError(path, f"{rel!r} leaves the benchmark root {self.root}", label, "unsafe_path")
+        return Path(joined)
 
     def _clip(self, meta: MetaRow) -> Clip:
         base = self.root / "media" / meta.vid
@@ -329,6 +342,10 @@ def _parse_meta_row(path: Path, line: int, row: list[str]) -> MetaRow | None:
         return None
     if not uid:
         raise ItemError(path, "empty uid", f"{where} uid", "bad_metadata")
+    for name, text in (("uid", uid), ("vid", vid)):   # both become file names under the root
+        if text in (".", "..") or any(c in text for c in "/\\\x00"):
+            raise ItemError(path, f"{text!r} is not a plain name (no '/', '..' or '\\'): it would "
+                            "point outside the benchmark's media folders", f"{where} {name}", "bad_metadata")
     numbers = {}
     for name, text in (("fid", fid), ("kfid", kfid)):
         if not _is_int(text):
@@ -350,6 +367,8 @@ def _load_json(path: Path):
         raise DataError(path, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except UnicodeDecodeError as exc:
         raise DataError(path, f"not UTF-8 text ({exc.reason})") from None
+    except RecursionError:
+        raise DataError(path, "JSON nested too deeply (an MQ-RAVSBench file is 4 levels deep)") from None
 
 
 def _field(path, label: str, value, kind: type):
