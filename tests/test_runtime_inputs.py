@@ -232,6 +232,60 @@ def test_mask_files_must_be_two_valued(tmp_path):
         files.load_mask_file(tmp_path / "broken.png")
 
 
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (8000, 6000)).save(bomb)      # 48 MP of zeros: a few kB on disk
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(DataError, match=r"bomb\.png: 8000x6000 pixels is more than the 40 MP"):
+        files.load_mask_file(bomb)
+    with pytest.raises(DataError, match=r"bomb\.png: 8000x6000 pixels"):
+        files.load_frame(bomb)
+
+
+def test_colour_masks_with_two_foreground_colours_are_refused(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[1:3, 1:3] = (200, 10, 10)
+    Image.fromarray(rgb).save(tmp_path / "one.png")
+    assert files.load_mask_file(tmp_path / "one.png").sum() == 4
+    rgb[5:7, 5:7] = (200, 10, 11)
+    Image.fromarray(rgb).save(tmp_path / "two.png")
+    with pytest.raises(DataError, match=r"two\.png: not a binary mask: 3 distinct pixel values"):
+        files.load_mask_file(tmp_path / "two.png")
+
+
+@pytest.mark.parametrize("rate,pattern", [(999_983, "sample rate 999983 Hz is outside 8-192 kHz"),
+                                          (4000, "sample rate 4000 Hz is outside 8-192 kHz")])
+def test_implausible_sample_rates_are_refused_before_decoding(tmp_path, rate, pattern):
+    path = tmp_path / "odd.wav"
+    sf.write(path, np.zeros(rate // 10, np.float32), rate, subtype="FLOAT")
+    with pytest.raises(DataError, match=rf"odd\.wav: {pattern}"):
+        files.load_audio_file(path)
+
+
+def test_only_the_first_ten_seconds_of_a_long_recording_are_decoded(tmp_path, monkeypatch):
+    path = tmp_path / "long.wav"
+    sf.write(path, np.full(44100 * 60, 0.25, np.float32), 44100, subtype="FLOAT")
+    read = []
+    real_read = files.sf.read
+    monkeypatch.setattr(files.sf, "read", lambda *a, **k: read.append(k.get("frames")) or real_read(*a, **k))
+    notes = []
+    wave = files.load_audio_file(path, notes.append)
+    assert len(wave) == CLIP_SAMPLES and read == [44100 * 10 + 4410]
+    np.testing.assert_allclose(wave[100:-100], 0.25, atol=1e-3)   # real samples to the window's end
+    assert notes[0] == "long.wav: the first 10 s of 60.0 s used"
+
+
+def test_resampling_coprime_rates_keeps_the_phase_table_bounded():
+    from auditor_lite.runtime import resample as module
+
+    rate = 191_999                                   # coprime with 16000: 16000 exact phases
+    t = np.arange(rate // 2) / rate
+    out = resample(0.5 * np.sin(2 * np.pi * 1000 * t), rate, 16000)
+    ideal = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(len(out)) / 16000)
+    np.testing.assert_allclose(out[200:-200], ideal[200:-200], atol=1e-3)
+    assert module._phase_filters(16000, rate, module.MAX_PHASES).nbytes < 30e6
+
+
 def test_video_without_ffmpeg_says_what_to_do(tmp_path, monkeypatch):
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42")

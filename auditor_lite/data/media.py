@@ -8,6 +8,7 @@ nonzero colour pixel is foreground; an alpha channel is ignored.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,26 @@ from auditor_lite.data.schema import NUM_FRAMES, SAMPLE_RATE, Clip, DataError
 
 # PIL raises several exception types for a truncated or corrupt file.
 _IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
+MAX_IMAGE_PIXELS = 40_000_000    # frames and masks beyond ~40 MP are refused before decoding
 
 
-def _open_image(path: Path) -> Image.Image:
+def open_image(path) -> Image.Image:
+    """Decode an image file; a DataError naming it if it is missing, unreadable or larger than
+    :data:`MAX_IMAGE_PIXELS` (checked from the header, before any pixel is decoded: a small file can
+    declare a gigapixel image)."""
+    path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
     try:
-        image = Image.open(path)
-        image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise DataError(path, f"{image.width}x{image.height} pixels is more than the "
+                                f"{MAX_IMAGE_PIXELS // 1_000_000} MP an input image may have; resize it first")
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(path, f"refused: {exc}") from None
     except _IMAGE_ERRORS as exc:
         raise DataError(path, f"not a readable image ({exc})") from None
     return image
@@ -46,7 +59,7 @@ def image_size(path) -> tuple[int, int]:
 def load_mask(path) -> np.ndarray:
     """A mask PNG as bool HxW: any nonzero colour pixel is True (palette images by their colour)."""
     path = Path(path)
-    image = _open_image(path)
+    image = open_image(path)
     # Palette index 0 is not necessarily black, and alpha is not part of the mask.
     colour_mode = {"P": "RGB", "PA": "RGB", "LA": "L", "RGBA": "RGB"}.get(image.mode)
     if colour_mode:
@@ -70,7 +83,7 @@ def save_mask(path, mask: np.ndarray) -> None:
 def load_frame(path) -> np.ndarray:
     """A frame as uint8 HxWx3 RGB."""
     path = Path(path)
-    return np.asarray(_open_image(path).convert("RGB"))
+    return np.asarray(open_image(path).convert("RGB"))
 
 
 def save_frame(path, rgb: np.ndarray, quality: int = 90) -> None:
