@@ -40,6 +40,12 @@ from auditor_lite.training.metrics import grounding_iou, selection_score
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.pt"
+
+
+def _plain_numpy_state(state: tuple) -> list:
+    """np.random.get_state() with its key array as a list (torch.load(weights_only=True) reads it)."""
+    name, keys, position, has_gauss, cached = state
+    return [name, keys.tolist(), int(position), int(has_gauss), float(cached)]
 LOG_FILE = "train_log.jsonl"
 HELDOUT_FILE = "heldout_uids.txt"
 SUMMARY_FILE = "training_summary.json"
@@ -196,7 +202,8 @@ class Trainer:
         torch.save({
             "state": self.state, "optimizer": self.optimizer.state_dict(),
             "extra_modules": self.extra_modules.state_dict() if self.extra_modules is not None else None,
-            "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+            # plain containers only, so that resuming never unpickles code (weights_only=True)
+            "torch_rng": torch.get_rng_state(), "numpy_rng": _plain_numpy_state(np.random.get_state()),
             "python_rng": random.getstate(), "aug_rng": self.aug_rng.bit_generator.state,
             "options": {k: v for k, v in asdict(self.opt).items() if k != "loss_weights"},
         }, ckpt / STATE_FILE)
@@ -205,14 +212,15 @@ class Trainer:
         ckpt = self.out / CHECKPOINT_DIR
         if not (ckpt / STATE_FILE).is_file():
             raise FileNotFoundError(f"{ckpt / STATE_FILE}: no checkpoint to resume from")
-        saved = torch.load(ckpt / STATE_FILE, weights_only=False)
+        saved = torch.load(ckpt / STATE_FILE, weights_only=True)
         self.model = AuditorModel.from_pretrained(ckpt)
         self.model.train()
         self.config = self.model.config
         self._rebuild_optimizer_for_loaded_model(saved)
         self.state = saved["state"]
         torch.set_rng_state(saved["torch_rng"])
-        np.random.set_state(saved["numpy_rng"])
+        name, keys, position, has_gauss, cached = saved["numpy_rng"]
+        np.random.set_state((name, np.asarray(keys, np.uint32), position, has_gauss, cached))
         random.setstate(saved["python_rng"])
         self.aug_rng.bit_generator.state = saved["aug_rng"]
 
