@@ -236,3 +236,24 @@ def test_demo_without_a_model_says_how_to_get_one(monkeypatch, tmp_path):
     result = CliRunner().invoke(demo, ["--sample", str(sample), "--model", str(tiny_artifact()[0]),
                                        "--out", str(tmp_path / "o.png")])
     assert result.exit_code == 1 and "audio.wav: not a decodable audio file" in result.output
+
+
+def test_demo_on_a_sample_without_truth_needs_only_a_frame(model_dir, tmp_path):
+    sample = tmp_path / "sample"
+    shutil.copytree(SAMPLE_CLIP, sample)
+    (sample / "truth.json").unlink()
+    result = CliRunner().invoke(demo, ["--sample", str(sample), "--model", model_dir, "--out", str(tmp_path / "o.png")])
+    assert result.exit_code == 2 and "has no truth.json with a frame_index: give --frame K" in result.output
+    assert "Traceback" not in result.output
+    result = invoke(demo, ["--sample", sample, "--model", model_dir, "--frame", 8, "--out", tmp_path / "o.png"])
+    assert result.exit_code == 0 and "| true IoU" in result.output and (tmp_path / "o.png").is_file()
+    (sample / "truth.json").write_text('{"frame_index": 12}')
+    result = CliRunner().invoke(demo, ["--sample", str(sample), "--model", model_dir, "--out", str(tmp_path / "o.png")])
+    assert result.exit_code == 1 and "truth.json: frame_index must be an integer 0-9, got 12" in result.output
+
+
+def test_frames_without_audio_say_so_without_mentioning_a_video(model_dir):
+    args = [a for a in clip_args(model_dir) if a != SAMPLE_CLIP / "audio.wav" and a != "--audio"]
+    result = CliRunner().invoke(audit, [str(a) for a in args])
+    assert result.exit_code == 2 and "give --audio WAV with the frames" in result.output
+    assert "video" not in result.output

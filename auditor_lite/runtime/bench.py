@@ -96,7 +96,9 @@ def audit_benchmark(auditor, bench, out_file, splits=None, modes=None, silence_a
     Returns ``{"counts": {"split/mode": n}, "masks": n, "seconds": s, "masks_per_second": r}``.
     """
     benchmark = Benchmark(bench)
-    name = (method or f"auditor-lite-{auditor.manifest.name}-{auditor.precision}") + \
+    base = auditor.manifest.name       # manifest names already start with the tool's name
+    base = base if base.startswith("auditor-lite") else f"auditor-lite-{base}"
+    name = (method or f"{base}-{auditor.precision}") + \
         (SILENT_SUFFIX if silence_audio else "") + \
         (f"-shuffled{shuffle_expressions}" if shuffle_expressions is not None else "")
     predictions, counts = [], Counter()

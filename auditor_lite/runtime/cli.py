@@ -95,7 +95,8 @@ def read_clip(video, frames_dir, audio, expression, mask_files, mask_dir, frame_
     if audio is not None:
         wave = files.load_audio_file(audio, note)
     if wave is None:
-        raise click.UsageError("no audio: give --audio WAV (the video has no sound track)")
+        raise click.UsageError("no audio: give --audio WAV (the video has no sound track)" if video is not None
+                               else "no audio: give --audio WAV with the frames (10 s of sound)")
     masks = files.load_mask_files(mask_paths)
     return frames, wave, expression, masks, [Path(p).name for p in mask_paths], frame_index
 
@@ -236,22 +237,57 @@ def _select_benchmark(bench, pred, splits, modes, gate, as_json, model_dir, prec
 
 
 # ----------------------------------------------------------------------------- demo
+def _read_truth(path: Path) -> dict:
+    """A sample's optional truth.json, checked: {} when absent; DataError naming the field if wrong."""
+    from auditor_lite.data.schema import DataError
+
+    if not path.is_file():
+        return {}
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise DataError(path, f"unreadable JSON ({exc})") from None
+    if not isinstance(truth, dict):
+        raise DataError(path, "expected a JSON object")
+    index = truth.get("frame_index")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= 9):
+        raise DataError(path, f"frame_index must be an integer 0-9, got {index!r}")
+    masks = truth.get("masks", {})
+    if not isinstance(masks, dict) or not all(isinstance(v, dict) and isinstance(v.get("iou"), (int, float))
+                                              for v in masks.values()):
+        raise DataError(path, "masks must map each mask file name to {\"iou\": number, ...}")
+    return truth
+
+
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("overlay.png"), show_default=True,
               help="Overlay PNG to write.")
 @click.option("--sample", type=click.Path(path_type=Path), default=SAMPLE_CLIP,
               help="Sample clip folder (default: the packaged one).")
+@click.option("--frame", "frame_index", type=click.IntRange(0, 9), default=None,
+              help="Frame the masks belong to [default: the sample's truth.json].")
 @model_options
 @_friendly_errors
-def demo(out, sample, model_dir, precision, threads):
-    """Audit the packaged sample clip, print the table and write an overlay PNG."""
+def demo(out, sample, frame_index, model_dir, precision, threads):
+    """Audit the packaged sample clip, print the table and write an overlay PNG.
+
+    A sample folder holds frames/ (10 images), audio.wav, expression.txt, masks/ and, optionally,
+    truth.json ({"frame_index": K, "masks": {name: {"iou": ..., "type": ..., "action": ...}}})."""
+    from auditor_lite.data.schema import DataError
     from auditor_lite.runtime import files
     from auditor_lite.runtime.bench import pick_best
     from auditor_lite.runtime.overlay import draw_overlay
 
-    truth = json.loads((sample / "truth.json").read_text(encoding="utf-8"))
-    expression = (sample / "expression.txt").read_text(encoding="utf-8").strip()
-    frame_index = int(truth["frame_index"])
+    truth = _read_truth(sample / "truth.json")
+    expression_file = sample / "expression.txt"
+    if not expression_file.is_file():
+        raise DataError(expression_file, "missing: the sample's referring expression, one line of text")
+    expression = expression_file.read_text(encoding="utf-8").strip()
+    if frame_index is None:
+        if "frame_index" not in truth:
+            raise click.UsageError(f"{sample} has no truth.json with a frame_index: give --frame K "
+                                   "(the frame the masks belong to)")
+        frame_index = truth["frame_index"]
     frames = files.load_frames_dir(sample / "frames")
     wave = files.load_audio_file(sample / "audio.wav")
     paths = files.mask_dir_files(sample / "masks")
@@ -259,7 +295,7 @@ def demo(out, sample, model_dir, precision, threads):
     names = [p.name for p in paths]
     auditor = load_auditor(model_dir, precision, threads)
     results = auditor.audit(frames, wave, expression, masks, frame_index=frame_index)
-    true = [truth["masks"].get(n) for n in names]
+    true = [truth.get("masks", {}).get(n) for n in names]
     click.echo(f"model: {auditor.model_dir.name} ({auditor.manifest.name}), backend: {auditor.backend}")
     click.echo(f"clip: {sample} -- expression {expression!r}, {len(masks)} candidates of frame {frame_index}")
     click.echo(format_table(results, names, true))

@@ -116,7 +116,8 @@ def check_audio(wave, sample_rate: int = SAMPLE_RATE, *, allow_silent: bool = Fa
         raise InputError("audio", f"samples must lie in [-1, 1], peak is {peak:.3g}")
     if peak < SILENCE_PEAK and not allow_silent:
         raise InputError("audio", f"the audio is silent (peak {peak:.1e}); pass allow_silent=True "
-                         "to audit a silent clip on purpose (the auditor then has no sound cue)")
+                         "(--allow-silent on the command line) to audit a silent clip on purpose "
+                         "(the auditor then has no sound cue)")
     out = np.zeros(CLIP_SAMPLES, np.float32)
     keep = min(len(array), CLIP_SAMPLES)
     out[:keep] = array[:keep]
