@@ -223,7 +223,7 @@ def test_demo_prints_truth_and_writes_an_overlay(model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "| true IoU" in result.output and "auditor's pick: mask_" in result.output
     image = Image.open(tmp_path / "overlay.png")
-    assert image.format == "PNG" and image.size == (5 * 192, 22 + 3 * (192 + 34))  # 13 tiles, 5 per row
+    assert image.format == "PNG" and image.size == (5 * 192, 22 + 3 * (192 + 34) + 20)  # 13 tiles, 5 per row, legend
 
 
 def test_demo_without_a_model_says_how_to_get_one(monkeypatch, tmp_path):

@@ -31,8 +31,8 @@ def _layouts(ctx, param, value: str) -> tuple[str, ...]:
 
 
 @click.command("bench")
-@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Model directory (from `export onnx` / `export int8`).")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Model directory (from `export onnx` / `export int8`) [the packaged default model].")
 @click.option("--checkpoint", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The checkpoint the directory was exported from: adds torch eager FP32 (needs torch).")
 @click.option("--masks", "mask_counts", default="1,13", show_default=True, callback=_mask_counts,
@@ -67,6 +67,9 @@ def bench(model_dir, checkpoint, mask_counts, repeats, warmup, threads, layouts,
     from auditor_lite.manifest import ManifestError
     from auditor_lite.runtime import ModelNotFoundError
 
+    if model_dir is None:
+        from auditor_lite.runtime.auditor import DEFAULT_MODEL_DIR
+        model_dir = DEFAULT_MODEL_DIR
     options = BenchOptions(model_dir=model_dir, checkpoint=checkpoint, mask_counts=mask_counts,
                            repeats=repeats, warmup=warmup, threads=threads, clip_dir=clip_dir, bench=bench,
                            accuracy_expressions=accuracy_expressions, profile_repeats=profile_repeats,

@@ -2,7 +2,8 @@
 
 One tile per candidate (a grid of :data:`COLUMNS`): the frame, the mask tinted in the colour of the
 predicted action (green accept, yellow minor, orange major, red reject) with its outline, and a
-caption ``#index IoU type action``; a second caption line shows the truth when it is known.
+caption ``#index IoU type action``; a second caption line shows the truth when it is known. A
+legend strip at the bottom names the colours.
 PIL only (no matplotlib in the edge install).
 """
 
@@ -19,6 +20,7 @@ COLUMNS = 5
 TILE = 192          # frames are drawn at this side (nearest-neighbour: masks stay crisp)
 CAPTION = 34        # pixels of caption below each tile
 TINT = 0.45         # opacity of the mask tint
+LEGEND = 20         # pixels of the colour legend below the tiles
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -38,6 +40,17 @@ def _tile(frame: np.ndarray, mask: np.ndarray, colour) -> Image.Image:
     return Image.fromarray(image.clip(0, 255).astype(np.uint8))
 
 
+def _legend(draw: ImageDraw.ImageDraw, font, top: int, with_truth: bool) -> None:
+    """The tint colours by predicted action, and what the caption lines say."""
+    x = 6
+    for action, colour in ACTION_COLOURS.items():
+        draw.rectangle((x, top + 5, x + 10, top + 15), fill=colour, outline=(0, 0, 0))
+        draw.text((x + 14, top + 4), action, fill=(0, 0, 0), font=font)
+        x += 24 + int(draw.textlength(action, font=font))
+    caption = "caption: predicted IoU, type, action" + ("; grey: the truth" if with_truth else "")
+    draw.text((x + 6, top + 4), caption, fill=(90, 90, 90), font=font)
+
+
 def draw_overlay(path, frame: np.ndarray, masks, results, names=None, truth=None,
                  title: str | None = None) -> Path:
     """Write the overlay PNG of ``masks`` (bool (H, W) each) on ``frame`` (uint8 (H, W, 3)).
@@ -49,7 +62,7 @@ def draw_overlay(path, frame: np.ndarray, masks, results, names=None, truth=None
     columns = min(COLUMNS, count)
     rows = -(-count // columns)
     header = 22 if title else 0
-    sheet = Image.new("RGB", (columns * TILE, header + rows * (TILE + CAPTION)), (255, 255, 255))
+    sheet = Image.new("RGB", (columns * TILE, header + rows * (TILE + CAPTION) + LEGEND), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
     if title:
@@ -65,6 +78,7 @@ def draw_overlay(path, frame: np.ndarray, masks, results, names=None, truth=None
             t = truth[i]
             draw.text((x + 3, y + TILE + 17), f"true {t['iou']:.2f} {t['mask_type']} "
                       f"{t['action'].replace(' revision', '')}", fill=(90, 90, 90), font=font)
+    _legend(draw, font, header + rows * (TILE + CAPTION), truth is not None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, format="PNG")
