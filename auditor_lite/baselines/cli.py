@@ -23,14 +23,17 @@ from auditor_lite.baselines.predictors import BASELINES
 @click.option("--max-train-masks", type=click.IntRange(min=100), default=None,
               help="Fit geometry/temporal on a seeded sample of this many training candidates "
               "(default: all of them; features cost a few ms per mask).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="BLAS/OpenMP threads [the CPUs this process may use].")
 def baseline(name: str, bench_dir: Path, out: Path, splits: tuple[str, ...],
-             modes: tuple[str, ...], max_train_masks: int | None):
+             modes: tuple[str, ...], max_train_masks: int | None, threads: int | None):
     """Fit a baseline on the train split and write its predictions JSONL."""
     from auditor_lite.baselines.predictors import run_baseline
 
     try:
         counts = run_baseline(name, bench_dir, out, splits=splits or ("test_s", "test_u"),
-                              modes=modes or ("image", "video"), max_train_masks=max_train_masks)
+                              modes=modes or ("image", "video"), max_train_masks=max_train_masks,
+                              threads=threads)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     for key, n in counts.items():

@@ -12,6 +12,7 @@ Each writes the predictions JSONL that ``auditor-lite eval`` scores (docs/predic
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -178,10 +179,27 @@ def make_baseline(name: str, max_train_masks: int | None = None):
     return factories[name](max_train_masks=max_train_masks)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def run_baseline(name: str, bench_dir: Path, out: Path, splits=("test_s", "test_u"),
                  modes=("image", "video"), progress: bool = True,
-                 max_train_masks: int | None = None) -> dict[str, int]:
-    """Fit ``name`` on the train split and write predictions for every (split, mode) present."""
+                 max_train_masks: int | None = None, threads: int | None = None) -> dict[str, int]:
+    """Fit ``name`` on the train split and write predictions for every (split, mode) present.
+    BLAS and OpenMP (the gradient boosting) use ``threads`` (default: the usable CPUs): left alone
+    they start one thread per host core, which oversubscribed a 2-core container many times."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads or usable_cpus()):
+        return _run_baseline(name, bench_dir, out, splits, modes, progress, max_train_masks)
+
+
+def _run_baseline(name, bench_dir, out, splits, modes, progress, max_train_masks) -> dict[str, int]:
     bench = Benchmark(bench_dir)
     model = make_baseline(name, max_train_masks)
     model.fit(bench, progress=progress) if name != "constant" else model.fit(bench)
