@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -286,12 +287,69 @@ def test_resampling_coprime_rates_keeps_the_phase_table_bounded():
     assert module._phase_filters(16000, rate, module.MAX_PHASES).nbytes < 30e6
 
 
-def test_video_without_ffmpeg_says_what_to_do(tmp_path, monkeypatch):
+def test_video_without_a_decoder_says_what_to_do(tmp_path, monkeypatch):
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    monkeypatch.setitem(sys.modules, "av", None)          # PyAV not installed
     monkeypatch.setattr(files.shutil, "which", lambda name: None)
-    with pytest.raises(DataError, match=r"clip\.mp4: decoding a video needs the ffmpeg program .* --frames DIR"):
+    with pytest.raises(DataError, match=r"clip\.mp4: decoding a video needs PyAV .* --frames DIR"):
         files.read_video(video)
+
+
+def _write_video(path, seconds=12.0, fps=2, rate=22050, audio=True):
+    """A small video whose picture k is grey level 10 k, with a 440 Hz stereo tone."""
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        sound = None
+        if audio:                                  # every stream before the first packet
+            sound = out.add_stream("pcm_s16le", rate=rate)
+            sound.layout = "stereo"
+        for k in range(int(seconds * fps)):
+            picture = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * k, np.uint8), format="rgb24")
+            for packet in stream.encode(picture):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if sound is not None:
+            t = np.arange(int(rate * seconds)) / rate
+            wave = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
+            for start in range(0, len(wave), 1024):
+                chunk = np.repeat(wave[start:start + 1024, None], 2, 1).reshape(1, -1)
+                frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
+                frame.sample_rate = rate
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode():
+                out.mux(packet)
+
+
+def test_video_is_decoded_with_pyav_at_one_frame_per_second(tmp_path):
+    video = tmp_path / "clip.mkv"
+    _write_video(video)
+    frames, wave = files.read_video(video)
+    assert frames.shape == (10, 48, 64, 3) and frames.dtype == np.uint8
+    # frame t is the picture shown at t + 0.5 s: picture k = 2 t + 1 at 2 fps, grey 20 t + 10
+    np.testing.assert_allclose(frames[:, 20:28, 28:36].mean((1, 2, 3)), 20 * np.arange(10) + 10, atol=4)
+    assert wave.shape == (CLIP_SAMPLES,) and wave.dtype == np.float32
+    ideal = 0.3 * np.sin(2 * np.pi * 440 * np.arange(CLIP_SAMPLES) / 16000)
+    assert np.corrcoef(wave[1000:-1000], ideal[1000:-1000])[0, 1] > 0.99
+
+
+def test_video_problems_are_named(tmp_path):
+    pytest.importorskip("av")
+    short, silent, broken = tmp_path / "short.mkv", tmp_path / "silent.mkv", tmp_path / "broken.mkv"
+    _write_video(short, seconds=4)
+    with pytest.raises(DataError, match=r"short\.mkv: only 4 of the 10 frames found at 1 fps"):
+        files.read_video(short)
+    _write_video(silent, audio=False)
+    notes = []
+    frames, wave = files.read_video(silent, notes.append)
+    assert wave is None and notes == ["silent.mkv: no audio track"]
+    broken.write_bytes(b"\x1a\x45\xdf\xa3 not a matroska file" * 20)
+    with pytest.raises(DataError, match=r"broken\.mkv: not a decodable video"):
+        files.read_video(broken)
 
 
 # ------------------------------------------------------------------------------ resampling

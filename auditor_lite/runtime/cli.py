@@ -46,7 +46,7 @@ def model_options(command):
 def clip_options(command):
     """The file inputs of one clip: frames (or a video), audio, expression, masks, frame index."""
     for decorator in reversed([
-        click.option("--video", type=click.Path(path_type=Path), help="A video file (needs ffmpeg)."),
+        click.option("--video", type=click.Path(path_type=Path), help="A video file (decoded with PyAV, the 'video' extra, or ffmpeg)."),
         click.option("--frames", "frames_dir", type=click.Path(path_type=Path),
                      help="Folder of the 10 frames (0.jpg .. 9.jpg, or 10 images in name order)."),
         click.option("--audio", type=click.Path(path_type=Path), help="Sound file (mono/stereo, any rate)."),

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from auditor_lite.data.media import audio_info, load_frame, open_image
+from auditor_lite.data.media import MAX_IMAGE_PIXELS, audio_info, load_frame, open_image
 from auditor_lite.data.schema import CLIP_SAMPLES, CLIP_SECONDS, NUM_FRAMES, SAMPLE_RATE, DataError
 from auditor_lite.runtime.resample import resample
 
@@ -141,16 +141,79 @@ def mask_dir_files(folder) -> list[Path]:
 def read_video(path, note: Note = _quiet) -> tuple[np.ndarray, np.ndarray | None]:
     """10 frames at 1 fps (uint8) and the 16 kHz mono soundtrack (None if the video has none).
 
-    Decoding needs the ``ffmpeg`` program on PATH; the edge install carries no video decoder.
-    The first 10 s are used: frame t is the picture at t + 0.5 s (the middle of second t).
+    The first 10 s are used: frame t is the picture shown at t + 0.5 s (the middle of second t).
+    Decoded with PyAV (``pip install 'auditor-lite[video]'``; its wheels bundle FFmpeg), else with
+    an ``ffmpeg`` program on PATH.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "video file not found")
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return _read_video_ffmpeg(path, note)
+    return _read_video_av(path, note)
+
+
+def _read_video_av(path: Path, note: Note) -> tuple[np.ndarray, np.ndarray | None]:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            video = next((s for s in container.streams if s.type == "video"), None)
+            if video is None:
+                raise DataError(path, "holds no video stream")
+            width, height = video.codec_context.width, video.codec_context.height
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(path, f"{width}x{height} video frames are more than the "
+                                f"{MAX_IMAGE_PIXELS // 1_000_000} MP an input image may have")
+            frames: list = [None] * NUM_FRAMES
+            last = -1.0
+            for frame in container.decode(video):
+                if frame.time is None:
+                    continue
+                # the last picture shown at or before t + 0.5 s, for every t it already covers
+                for t in range(NUM_FRAMES):
+                    if frame.time <= t + 0.5:
+                        frames[t] = frame
+                last = max(last, frame.time)
+                if frame.time > NUM_FRAMES - 0.5:
+                    break
+            frames = [f if last > t else None for t, f in enumerate(frames)]   # the video reaches second t
+            if any(f is None for f in frames):
+                raise DataError(path, f"only {sum(f is not None for f in frames)} of the {NUM_FRAMES} "
+                                "frames found at 1 fps; a clip is 10 s long")
+            pictures = np.stack([f.to_ndarray(format="rgb24") for f in frames])
+        with av.open(str(path)) as container:
+            audio = next((s for s in container.streams if s.type == "audio"), None)
+            if audio is None:
+                note(f"{path.name}: no audio track")
+                return pictures, None
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            chunks, total = [], 0
+            for frame in container.decode(audio):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+                    total += chunks[-1].size
+                if total >= CLIP_SAMPLES:
+                    break
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as exc:
+        raise DataError(path, f"not a decodable video ({exc})") from None
+    wave = np.concatenate(chunks).astype(np.float32)[:CLIP_SAMPLES] if chunks else np.zeros(0, np.float32)
+    if wave.size == 0:
+        note(f"{path.name}: the audio track holds no samples")
+        return pictures, None
+    return pictures, np.clip(wave, -1.0, 1.0)
+
+
+def _read_video_ffmpeg(path: Path, note: Note) -> tuple[np.ndarray, np.ndarray | None]:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise DataError(path, "decoding a video needs the ffmpeg program on PATH; install ffmpeg, or "
-                        "give the frames and the sound yourself: --frames DIR (10 images) --audio WAV")
+        raise DataError(path, "decoding a video needs PyAV (pip install 'auditor-lite[video]') or the "
+                        "ffmpeg program on PATH; or give the frames and the sound yourself: --frames DIR "
+                        "(10 images) --audio WAV")
     with tempfile.TemporaryDirectory(prefix="auditor-lite-video-") as tmp:
         tmp = Path(tmp)
         _ffmpeg(path, [ffmpeg, "-v", "error", "-ss", "0.5", "-i", str(path), "-t", "10", "-vf", "fps=1",
