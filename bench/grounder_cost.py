@@ -9,7 +9,8 @@ MiniLM token states are cached per expression and not counted). 1 MAC = 2 FLOP.
 Graph FLOPs come from torch's FlopCounterMode (matmuls and convolutions; elementwise ops, softmax
 and normalisation are not counted by it and are small here). FlopCounterMode does not see the
 fused attention kernel on the CPU, so each attention's two products (Q K^T and A V) are added from
-hooks: 4 x Lq x Lk x width. The log-mel is counted analytically:
+hooks: 4 x Lq x Lk x width. The block-matched cell motion (motion.py) is counted analytically by
+``cell_track_flops`` (3 FLOP per window pixel per candidate per cell). The log-mel is counted analytically:
 a real FFT of N = 512 points costs about 2.5 N log2 N FLOP, the mel projection 2 x 257 x 64 per frame.
 """
 
@@ -22,6 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from auditor_lite.model.grounder import Grounder, GrounderConfig, count_parameters
+from auditor_lite.motion import CELL, NUM_MOTION_FEATURES, cell_track_flops
 from auditor_lite.preprocess import HOP_LENGTH, N_FFT, N_MELS
 from auditor_lite.data.schema import CLIP_SAMPLES
 
@@ -68,7 +70,8 @@ def main() -> None:
     c = model.config
     inputs = (torch.zeros(1, 10, 3, c.key_size, c.key_size), torch.tensor([0]),
               torch.full((1, c.n_mels, 501), -60.0), torch.zeros(1, c.max_tokens, c.text_dim),
-              torch.ones(1, c.max_tokens))
+              torch.ones(1, c.max_tokens),
+              torch.zeros(1, 10, (c.key_size // CELL) ** 2, NUM_MOTION_FEATURES) if c.cell_motion else None)
     attention = {}
 
     def hook(name):
@@ -90,15 +93,17 @@ def main() -> None:
         per_module[f"{name} (QK, AV)"] = flops
     graph = counter.get_total_flops() + sum(attention.values())
     mel = log_mel_flops()
-    total = graph + mel
+    motion = cell_track_flops(c.key_size) if c.cell_motion else 0.0
+    total = graph + mel + motion
     print(f"grounder: {count_parameters(model):,} parameters (training-only heads excluded)")
     for name, flops in sorted(per_module.items(), key=lambda kv: -kv[1]):
         if flops:
             print(f"  {name:<16}{flops / 1e6:9.1f} MFLOP")
     per_mask, per_call = mask_flops(c.key_size)
     total += per_call
-    print(f"graph {graph / 1e9:.3f} GFLOP + numpy log-mel {mel / 1e9:.3f} GFLOP + masks-graph call overhead "
-          f"{per_call / 1e9:.4f} GFLOP = {total / 1e9:.3f} GFLOP per clip (budget {BUDGET_GFLOP}): "
+    print(f"graph {graph / 1e9:.3f} GFLOP + numpy log-mel {mel / 1e9:.3f} GFLOP + numpy cell motion "
+          f"{motion / 1e9:.4f} GFLOP + masks-graph call overhead "
+          f"{per_call / 1e9:.4f} GFLOP = {total / 1e9:.4f} GFLOP per clip (budget {BUDGET_GFLOP}): "
           f"{'within' if total <= BUDGET_GFLOP * 1e9 else 'OVER'}")
     print(f"stage B: {per_mask / 1e9:.4f} GFLOP per mask (budget {MASK_BUDGET_GFLOP}): "
           f"{'within' if per_mask <= MASK_BUDGET_GFLOP * 1e9 else 'OVER'}")

@@ -19,10 +19,11 @@ pytest.importorskip("onnx")
 from auditor_lite.manifest import update_manifest  # noqa: E402
 from auditor_lite.model.grounded import GroundedAuditor, save_scorer  # noqa: E402
 from auditor_lite.model.grounder import Grounder, GrounderConfig  # noqa: E402
+from auditor_lite.motion import cell_motion  # noqa: E402
 from auditor_lite.model.scorer import MaskScorer, ScorerConfig, mask_crops, mask_features  # noqa: E402
 from auditor_lite.runtime import Auditor  # noqa: E402
 
-TINY_GROUNDER = dict(width=32, heads=2, track_dim=8, audio_dim=8, decoder_dim=8)
+TINY_GROUNDER = dict(width=32, heads=2, track_dim=8, audio_dim=8, decoder_dim=8, cell_motion=True)
 
 
 def tiny_grounded() -> GroundedAuditor:
@@ -88,7 +89,8 @@ def test_manifest_says_grounded_and_runtime_matches_torch(artifact):
     with torch.no_grad():
         context = model.encode_context(torch.from_numpy(pp.prepare_frames(frames, 128)), torch.tensor([4]),
                                        torch.from_numpy(pp.log_mel(pp.prepare_audio(audio, 16000)[0])[None]),
-                                       torch.from_numpy(tokens.copy()), torch.from_numpy(token_mask.copy()))
+                                       torch.from_numpy(tokens.copy()), torch.from_numpy(token_mask.copy()),
+                                       torch.from_numpy(cell_motion(pp.prepare_frames(frames, 128)[0] * 255.0)[None]))
         iou, _, _ = model.audit_masks(context, torch.from_numpy(pp.prepare_masks(masks, 128)),
                                       torch.from_numpy(pp.prepare_key_frame(frames[4], 128)))
     np.testing.assert_allclose([r.raw_iou for r in results], iou.numpy(), atol=1e-4)

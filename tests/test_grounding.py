@@ -20,9 +20,10 @@ from auditor_lite.data.media import load_mask  # noqa: E402
 from auditor_lite.data.reader import Benchmark  # noqa: E402
 from auditor_lite.data.sidecar import SIDECAR_DIR, read_sidecar, sidecar_path  # noqa: E402
 from auditor_lite.model.grounder import Grounder, GrounderConfig  # noqa: E402
+from auditor_lite.motion import cell_motion  # noqa: E402
 from auditor_lite.training.grounding_data import grounding_set  # noqa: E402
 from auditor_lite.training.grounding_train import (batch_tensors, grounding_losses,  # noqa: E402
-                                                   name_vectors, referent_predictions,
+                                                   model_inputs, name_vectors, referent_predictions,
                                                    referent_report)
 
 SIZE = 64
@@ -78,12 +79,13 @@ def test_corrupt_sidecar_is_a_clear_error(bench, tmp_path):
 def test_grounder_shapes_and_budget():
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = Grounder(GrounderConfig()).eval()
+    model = Grounder(GrounderConfig(cell_motion=True)).eval()
     frames = torch.randint(0, 255, (2, 10, 3, 128, 128)).float()
     mel = torch.full((2, 64, 501), -60.0)
     tokens, mask = torch.randn(2, 24, 384), torch.ones(2, 24)
+    motion = torch.from_numpy(np.stack([cell_motion(f) for f in frames.numpy()]))
     with FlopCounterMode(display=False) as counter:
-        out = model(frames[:1], torch.tensor([3]), mel[:1], tokens[:1], mask[:1])
+        out = model(frames[:1], torch.tensor([3]), mel[:1], tokens[:1], mask[:1], motion[:1])
     assert out["target_logits"].shape == (1, 32, 32)
     assert out["anchor_logits"].shape == (1, 16, 16)
     assert out["null_logit"].shape == (1,)
@@ -94,9 +96,11 @@ def test_grounder_shapes_and_budget():
     mask2[:, 12:] = 0
     tokens2 = tokens.clone()
     tokens2[:, 12:] = 100.0
-    a = model(frames, torch.tensor([3, 4]), mel, tokens, mask2)["target_logits"]
-    b = model(frames, torch.tensor([3, 4]), mel, tokens2, mask2)["target_logits"]
+    a = model(frames, torch.tensor([3, 4]), mel, tokens, mask2, motion)["target_logits"]
+    b = model(frames, torch.tensor([3, 4]), mel, tokens2, mask2, motion)["target_logits"]
     assert torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="cell_motion"):
+        model(frames, torch.tensor([3, 4]), mel, tokens, mask2)
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +114,8 @@ def test_grounding_set(data, bench):
     assert data.frames.shape[1:] == (10, SIZE, SIZE, 3)
     assert data.log_mel.shape[1:] == (64, 501)
     assert data.tokens.shape[1:] == (16, 384)
+    assert data.motion.shape == (len(data.frames), 10, (SIZE // 8) ** 2, 4)
+    np.testing.assert_allclose(data.motion[0].astype(np.float32), cell_motion(data.frames[0]), atol=2e-2)
     for e in range(len(data)):
         if data.target[e] >= 0:
             c, k = data.clip[e], data.kfid[e]
@@ -119,7 +125,7 @@ def test_grounding_set(data, bench):
 
 def test_losses_fall_when_training(data):
     torch.manual_seed(0)
-    model = Grounder(GrounderConfig(key_size=SIZE, track_size=SIZE // 2, max_tokens=16))
+    model = Grounder(GrounderConfig(key_size=SIZE, track_size=SIZE // 2, max_tokens=16, cell_motion=True))
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     names = name_vectors(data.categories)
     rows = np.arange(len(data))
@@ -127,14 +133,14 @@ def test_losses_fall_when_training(data):
     first = None
     for _ in range(25):
         b = batch_tensors(data, rows, rng, augment=False)
-        out = model(b["frames"], b["key_index"], b["log_mel"], b["tokens"], b["token_mask"])
+        out = model(*model_inputs(b))
         losses = grounding_losses(model, out, b, names, data.sounding.shape[1])
         total = sum(losses.values())
         first = total.item() if first is None else first
         opt.zero_grad()
         total.backward()
         opt.step()
-    assert {"referent", "map", "null"} <= set(losses)
+    assert {"referent", "map", "null", "sounding", "motion_sounding"} <= set(losses)
     assert total.item() < 0.8 * first
     pred = referent_predictions(model, data, rows)
     report = referent_report(data, rows, pred)
@@ -215,3 +221,24 @@ def test_committed_grounder_checkpoint_loads_and_runs():
                     torch.full((1, c.n_mels, 501), -60.0), torch.zeros(1, c.max_tokens, c.text_dim),
                     torch.ones(1, c.max_tokens))
     assert torch.isfinite(out["target_logits"]).all() and torch.isfinite(out["null_logit"]).all()
+
+
+def test_fine_tuning_with_cell_motion_starts_where_the_old_grounder_was(tmp_path):
+    from auditor_lite.training.grounding_train import fine_tune_start, load_grounder, save_grounder
+
+    torch.manual_seed(0)
+    old = Grounder(GrounderConfig(key_size=SIZE, track_size=SIZE // 2, max_tokens=16, width=32, heads=2,
+                                  track_dim=8, audio_dim=8, decoder_dim=8, motion_energy=False,
+                                  sound_tokens=False, cell_motion=False)).eval()
+    save_grounder(old, tmp_path)
+    assert not load_grounder(tmp_path).config.cell_motion
+    new = fine_tune_start(tmp_path).eval()
+    assert new.config.cell_motion
+    frames = torch.randint(0, 255, (2, 10, 3, SIZE, SIZE)).float()
+    args = (frames, torch.tensor([2, 7]), torch.full((2, 64, 501), -50.0), torch.randn(2, 16, 384), torch.ones(2, 16))
+    motion = torch.from_numpy(np.stack([cell_motion(f) for f in frames.numpy()]))
+    with torch.no_grad():
+        before, after = old(*args), new(*args, motion)
+    for key in ("target_logits", "anchor_logits", "null_logit"):
+        torch.testing.assert_close(after[key], before[key])
+    assert after["moved"].shape == (2, (SIZE // 8) ** 2, 10, 1)

@@ -158,7 +158,7 @@ def test_missing_file_and_unlisted_graph_are_refused(tmp_path):
         Auditor.load(model_dir)
     other = copy_artifact(tmp_path / "o")
     (other / "extra.onnx").write_bytes((other / "masks.onnx").read_bytes())
-    with pytest.raises(ManifestError, match=r"extra\.onnx: ONNX file not listed"):
+    with pytest.raises(ManifestError, match=r"extra\.onnx: not listed in manifest\.json"):
         Auditor.load(other)
 
 
@@ -178,6 +178,31 @@ def test_config_that_does_not_belong_to_the_graphs_is_refused(tmp_path):
     (model_dir / "config.json").write_text(json.dumps(config))
     update_manifest(model_dir)  # re-hashed: only the sizes disagree now
     with pytest.raises(ModelFileError, match=r"config\.json \[key_size\]: key_size is 64 but the graphs"):
+        Auditor.load(model_dir)
+
+
+@pytest.mark.parametrize("field,value,pattern", [
+    ("mask_types", ["perfect", "cutout", "erode"], r"mask_types lists 3 names but the graphs give 7 type_logits"),
+    ("actions", ["accept", "accept", "reject", "x"], r"actions must be distinct non-empty names"),
+    ("cell_motion", True, r"cell_motion is True but the context graph does not take"),
+])
+def test_config_names_that_do_not_fit_the_graphs_are_refused(tmp_path, field, value, pattern):
+    model_dir = copy_artifact(tmp_path / "m")
+    config = json.loads((model_dir / "config.json").read_text())
+    config[field] = value
+    (model_dir / "config.json").write_text(json.dumps(config))
+    update_manifest(model_dir)
+    with pytest.raises(ModelFileError, match=rf"config\.json \[{field}\]: {pattern}"):
+        Auditor.load(model_dir)
+
+
+def test_a_tokenizer_larger_than_the_text_graph_is_refused(tmp_path):
+    model_dir = copy_artifact(tmp_path / "m")
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest["contract"]["text_encoder"]["inputs"][0]["range"] = [0, 999]
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match=r"tokenizer\.json \[vocabulary\]: vocabulary of \d+ tokens but the "
+                                             r"text encoder takes ids up to 999"):
         Auditor.load(model_dir)
 
 

@@ -4,11 +4,13 @@ Two graphs, through Optimum's lower-level ``export`` with :class:`GroundedOnnxCo
 export cannot infer the library of a custom model):
 
 - ``context`` (once per clip and audited frame): frames, key_index, log_mel, tokens, token_mask
-  -> context (1, 1025), the referent-map logits and the null logit;
+  (and cell_motion, for grounders that read it) -> context (1, 1025), the referent-map logits and
+  the null logit;
 - ``masks`` (per batch of masks): context, masks (N, 1, S, S), key_frame -> iou, type_logits,
   action_logits.
 
-The log-mel is computed in numpy by the runtime (:func:`auditor_lite.preprocess.log_mel`) and the
+The log-mel and the cell motion are computed in numpy by the runtime
+(:func:`auditor_lite.preprocess.log_mel`, :func:`auditor_lite.motion.cell_motion`) and the
 expression's token states by the text-encoder graph, cached per expression. Like
 :mod:`auditor_lite.export.wrappers`, the two wrappers here only rewire trained modules.
 """
@@ -32,11 +34,12 @@ from auditor_lite.export.exporter import ExportError, check_opset, export_with_o
 from auditor_lite.export.onnx_config import DEFAULT_OPSET
 from auditor_lite.manifest import sha256_file, write_manifest
 from auditor_lite.model.grounded import CONTEXT_SIZE, GroundedAuditor, load_grounded
+from auditor_lite.motion import CELL, NUM_MOTION_FEATURES
 
 ARCHITECTURE = "grounded"
 GRAPHS = ("context", "masks")
 GRAPH_FILES = {"context": "context.onnx", "masks": "masks.onnx"}
-INPUTS = {"context": ("frames", "key_index", "log_mel", "tokens", "token_mask"),
+INPUTS = {"context": ("frames", "key_index", "log_mel", "tokens", "token_mask", "cell_motion"),
           "masks": ("context", "masks", "key_frame")}
 OUTPUTS = {"context": ("context",), "masks": ("iou", "type_logits", "action_logits")}
 TOLERANCES = {"context": 2e-3, "iou": 1e-4, "type_logits": 1e-3, "action_logits": 1e-3}
@@ -44,11 +47,17 @@ CHECK_MASK_COUNTS = (1, 13)
 LOG_MEL_FRAMES = 501
 
 
+def graph_inputs(cfg: dict, graph: str) -> tuple[str, ...]:
+    """The graph's inputs; ``cell_motion`` only for grounders that read it."""
+    return tuple(n for n in INPUTS[graph] if n != "cell_motion" or cfg.get("cell_motion"))
+
+
 def runtime_config(model: GroundedAuditor) -> dict:
     """``config.json`` of a grounded model directory (what the torch-free runtime needs)."""
     g = model.grounder.config
     return {"architecture": ARCHITECTURE, "frame_size": g.key_size, "key_size": g.key_size,
             "max_tokens": g.max_tokens, "n_mels": g.n_mels, "log_mel_frames": LOG_MEL_FRAMES,
+            "cell_motion": g.cell_motion,
             "context_size": CONTEXT_SIZE, "mask_types": list(MASK_TYPES), "actions": list(ACTIONS),
             "grounder": g.to_dict(), "scorer": model.scorer.config.to_dict()}
 
@@ -64,6 +73,9 @@ def grounded_tensors(cfg: dict) -> dict[str, dict]:
                            note="dB log-mel of the 10 s clip (auditor_lite.preprocess.log_mel)"),
         "tokens": _tensor("tokens", (1, t, 384), note="the text encoder's token_states, zero-padded"),
         "token_mask": _tensor("token_mask", (1, t), value_range=(0, 1), note="1 for a real token"),
+        "cell_motion": _tensor("cell_motion", (1, NUM_FRAMES, (s // CELL) ** 2, NUM_MOTION_FEATURES),
+                               note="per frame and 8 x 8 cell: vibration, match residual, velocity "
+                                    "(auditor_lite.motion.cell_motion)"),
         "context": _tensor("context", (1, cfg["context_size"]),
                            note="32 x 32 referent-map logits of the audited frame, then the null logit"),
         "masks": _tensor("masks", (MASK_DIM, 1, s, s), value_range=(0, 1),
@@ -80,7 +92,7 @@ def grounded_tensors(cfg: dict) -> dict[str, dict]:
 
 def grounded_contract(cfg: dict, graph: str) -> dict:
     tensors = grounded_tensors(cfg)
-    return {"inputs": [tensors[n] for n in INPUTS[graph]], "outputs": [tensors[n] for n in OUTPUTS[graph]]}
+    return {"inputs": [tensors[n] for n in graph_inputs(cfg, graph)], "outputs": [tensors[n] for n in OUTPUTS[graph]]}
 
 
 # ----------------------------------------------------------------------------------- Optimum
@@ -112,6 +124,7 @@ class DummyGroundedInputGenerator(DummyInputGenerator):
             blobs = (torch.rand(self.num_masks, 1, s // 8, s // 8) > 0.6).float()
             return torch.nn.functional.interpolate(blobs, size=(s, s), mode="nearest")
         shapes = {"frames": ([1, NUM_FRAMES, 3, s, s], 0, 1), "log_mel": ([1, c.n_mels, LOG_MEL_FRAMES], -90, -10),
+                  "cell_motion": ([1, NUM_FRAMES, (s // CELL) ** 2, NUM_MOTION_FEATURES], 0, 1),
                   "tokens": ([1, t, 384], -1, 1), "context": ([1, CONTEXT_SIZE], -6, 2),
                   "key_frame": ([1, 3, s, s], 0, 1)}
         shape, low, high = shapes[input_name]
@@ -132,7 +145,8 @@ class GroundedOnnxConfig(OnnxConfig):
 
     @property
     def inputs(self) -> dict[str, dict[int, str]]:
-        return {n: ({0: MASK_DIM} if n == "masks" else {}) for n in INPUTS[self.graph]}
+        cfg = {"cell_motion": getattr(self._config, "cell_motion", False)}
+        return {n: ({0: MASK_DIM} if n == "masks" else {}) for n in graph_inputs(cfg, self.graph)}
 
     @property
     def outputs(self) -> dict[str, dict[int, str]]:
@@ -146,8 +160,8 @@ class GroundedContextOnnx(nn.Module):
         super().__init__()
         self.model, self.config = model, config
 
-    def forward(self, frames, key_index, log_mel, tokens, token_mask):
-        return (self.model.encode_context(frames, key_index, log_mel, tokens, token_mask),)
+    def forward(self, frames, key_index, log_mel, tokens, token_mask, cell_motion=None):
+        return (self.model.encode_context(frames, key_index, log_mel, tokens, token_mask, cell_motion),)
 
 
 class GroundedMasksOnnx(nn.Module):
@@ -188,14 +202,15 @@ def compare_grounded(model: GroundedAuditor, files: dict[str, Path]) -> list[dic
     import onnxruntime as ort
 
     sessions = {g: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for g, p in files.items()}
+    names = graph_inputs(runtime_config(model), "context")
     rows = []
     for n in CHECK_MASK_COUNTS:
         inputs = model.example_inputs(num_masks=n, seed=100 + n)
         feed = {k: v.numpy() for k, v in inputs.items()}
         with torch.no_grad():
-            context = model.encode_context(*(inputs[k] for k in INPUTS["context"]))
+            context = model.encode_context(*(inputs[k] for k in names))
             expected = (context,) + tuple(model.audit_masks(context, inputs["masks"], inputs["key_frame"]))
-        (got_context,) = sessions["context"].run(["context"], {k: feed[k] for k in INPUTS["context"]})
+        (got_context,) = sessions["context"].run(["context"], {k: feed[k] for k in names})
         got = sessions["masks"].run(list(OUTPUTS["masks"]), {"context": got_context, "masks": feed["masks"],
                                                              "key_frame": feed["key_frame"]})
         for name, g, e in zip(("context",) + OUTPUTS["masks"], [got_context] + got, expected):

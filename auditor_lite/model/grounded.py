@@ -2,8 +2,9 @@
 each mask against it). The unit that is trained, saved, and exported as two graphs:
 
 - ``context``: frames (1, 10, 3, S, S) in [0, 1], key_index (1,) int64, log_mel (1, 64, 501) dB,
-  tokens (1, T, 384) MiniLM token states, token_mask (1, T) -> context (1, 1025): the key frame's
-  32 x 32 referent-map logits and the null logit;
+  tokens (1, T, 384) MiniLM token states, token_mask (1, T), and for grounders that read it
+  cell_motion (1, 10, N, 4) from :func:`auditor_lite.motion.cell_motion` -> context (1, 1025): the
+  key frame's 32 x 32 referent-map logits and the null logit;
 - ``masks``: context, masks (N, 1, S, S), key_frame (1, 3, S, S) -> iou, type_logits,
   action_logits, one row per mask, each computed from its own mask only.
 
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from auditor_lite.model.grounder import NUM_SECONDS, Grounder, GrounderConfig
+from auditor_lite.motion import CELL, NUM_MOTION_FEATURES
 from auditor_lite.model.scorer import MAP_SIZE, MaskScorer, ScorerConfig
 
 CONTEXT_SIZE = MAP_SIZE * MAP_SIZE + 1
@@ -41,9 +43,14 @@ class GroundedAuditor(nn.Module):
     def max_tokens(self) -> int:
         return self.grounder.config.max_tokens
 
+    @property
+    def reads_cell_motion(self) -> bool:
+        return self.grounder.config.cell_motion
+
     def encode_context(self, frames: torch.Tensor, key_index: torch.Tensor, log_mel: torch.Tensor,
-                       tokens: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-        out = self.grounder(frames * 255.0, key_index, log_mel, tokens, token_mask)
+                       tokens: torch.Tensor, token_mask: torch.Tensor,
+                       cell_motion: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.grounder(frames * 255.0, key_index, log_mel, tokens, token_mask, cell_motion)
         return torch.cat([out["target_logits"].flatten(1), out["null_logit"][:, None]], 1)
 
     def audit_masks(self, context: torch.Tensor, masks: torch.Tensor, key_frame: torch.Tensor):
@@ -58,10 +65,14 @@ class GroundedAuditor(nn.Module):
         mask[:, :7] = 1
         masks = (torch.rand(num_masks, 1, s // 8, s // 8, generator=g) > 0.6).float()
         masks = torch.nn.functional.interpolate(masks, size=(s, s), mode="nearest")
-        return {"frames": frames, "key_index": torch.tensor([3]),
-                "log_mel": torch.rand(1, self.grounder.config.n_mels, 501, generator=g) * 60 - 80,
-                "tokens": torch.randn(1, t, self.grounder.config.text_dim, generator=g) * 0.5,
-                "token_mask": mask, "masks": masks, "key_frame": frames[:, 3]}
+        inputs = {"frames": frames, "key_index": torch.tensor([3]),
+                  "log_mel": torch.rand(1, self.grounder.config.n_mels, 501, generator=g) * 60 - 80,
+                  "tokens": torch.randn(1, t, self.grounder.config.text_dim, generator=g) * 0.5,
+                  "token_mask": mask, "masks": masks, "key_frame": frames[:, 3]}
+        if self.reads_cell_motion:
+            inputs["cell_motion"] = torch.rand(1, NUM_SECONDS, (s // CELL) ** 2, NUM_MOTION_FEATURES,
+                                               generator=g) - 0.5
+        return inputs
 
 
 def save_scorer(scorer: MaskScorer, out_dir) -> None:

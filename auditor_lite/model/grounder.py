@@ -35,7 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from auditor_lite.motion import NUM_MOTION_FEATURES
+
 NUM_SECONDS = 10
+# The sound gate is two numbers per expression deciding a whole map; at the base learning rate a
+# fine-tune moved it too little to matter (needs_audio stayed at 44-48% after 700 steps with the
+# signal there: the target's sounding logit beats its silent twin's in 86% of pairs). Scaled, each
+# Adam step moves it SOUND_GATE_SCALE times further.
+SOUND_GATE_SCALE = 8.0
 
 
 @dataclass
@@ -52,8 +59,11 @@ class GrounderConfig:
     audio_dim: int = 32
     decoder_dim: int = 32
     category_dim: int = 384      # the category auxiliary projects into MiniLM space
-    motion_energy: bool = True   # full-resolution vibration channels (False: checkpoints before v2)
-    sound_tokens: bool = True    # per-token sounding probabilities feed the fusion (False: before v2)
+    # Options measured against the shipped first run (docs/grounding.md, "Audio"); none beat it on
+    # the held-out clips, so the defaults are its architecture:
+    motion_energy: bool = False  # full-resolution vibration channels into the CNNs (run 3)
+    sound_tokens: bool = False   # per-token sounding probabilities feed the fusion (run 3)
+    cell_motion: bool = False    # block-matched cell vibration (motion.py), tracked to the tokens (runs 4-5)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +134,18 @@ class Grounder(nn.Module):
         self.track_cnn = nn.Sequential(_conv(3 + extra, 16, 2), _conv(16, c.track_dim, 2), _conv(c.track_dim, c.track_dim))
         self.track_query = nn.Conv2d(64 + 2, c.track_dim, 1)
         self.track_key = nn.Linear(c.track_dim, c.track_dim)
+        if c.cell_motion:
+            # per token and second, from its tracked vibration and the clip's loudness: is the token's object the one sounding? (trained by the per-object sounding
+            # loss); the ten logits, their mean and max join the token. Output layers start at zero,
+            # so a grounder fine-tuned from one without them starts where it was.
+            self.motion_sound = nn.Sequential(nn.Linear(2, 8), nn.GELU(), nn.Linear(8, 1))
+            self.motion_tokens = nn.Linear(NUM_SECONDS + 2, c.width)
+            # and a direct path to the target map: the target slot (what the words ask) weighs
+            # each token's loudest and mean sounding logit ("the one playing", "the silent one")
+            self.sound_gate = nn.Linear(c.width, 2)
+            for layer in (self.motion_sound[2], self.motion_tokens, self.sound_gate):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         self.track_distance = nn.Parameter(torch.tensor(4.0))
         # audio: log-mel pooled per second -> per-second features
         self.audio_mlp = nn.Sequential(nn.Linear(2 * c.n_mels, 64), nn.GELU(), nn.Linear(64, c.audio_dim))
@@ -188,9 +210,14 @@ class Grounder(nn.Module):
         return self.audio_mlp(stats)
 
     def forward(self, frames: torch.Tensor, key_index: torch.Tensor, log_mel: torch.Tensor,
-                tokens: torch.Tensor, token_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """frames uint8-valued float (B, 10, 3, S, S) at key_size; key_index (B,) long."""
+                tokens: torch.Tensor, token_mask: torch.Tensor,
+                cell_motion: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """frames uint8-valued float (B, 10, 3, S, S) at key_size; key_index (B,) long;
+        cell_motion (B, 10, 256, 4) from :func:`auditor_lite.motion.cell_motion` when the config
+        asks for it."""
         c = self.config
+        if c.cell_motion and cell_motion is None:
+            raise ValueError("this grounder reads cell_motion (auditor_lite.motion.cell_motion of the frames)")
         b = frames.shape[0]
         x = frames / 255.0
         key = x[torch.arange(b), key_index]                                # (B, 3, S, S)
@@ -221,8 +248,15 @@ class Grounder(nn.Module):
         k = self.track_key(tf)                                             # (B, 10, 256, d)
         scores = torch.einsum("bqd,btkd->btqk", q, k) / math.sqrt(c.track_dim) \
             - F.softplus(self.track_distance) * self.dist
-        track = torch.einsum("btqk,btkd->bqtd", scores.softmax(-1), tf)    # (B, 256, 10, d)
+        attention = scores.softmax(-1)
+        track = torch.einsum("btqk,btkd->bqtd", attention, tf)             # (B, 256, 10, d)
         audio = self.encode_audio(log_mel)                                 # (B, 10, a)
+        extra = {}
+        if c.cell_motion:   # each frame's cell motion, carried to the key-frame tokens by the tracker
+            moved = torch.einsum("btqk,btkf->bqtf", attention, cell_motion[..., :1])   # (B, 256, 10, 1)
+            loudness = self.loudness(log_mel)                                          # (B, 10)
+            motion_logits = self.motion_sounding(moved, loudness)                      # (B, 256, 10)
+            extra = {"moved": moved, "loudness": loudness}
         av = (self.av_visual(track) * audio.unsqueeze(1)).mean(2)         # (B, 256, a)
         profile = self.track_profile(track.flatten(2))                     # (B, 256, 64)
 
@@ -232,6 +266,9 @@ class Grounder(nn.Module):
             sounding = torch.sigmoid(self.sounding_logits(track, audio))             # (B, 256, 10)
             tokens_v = tokens_v + self.sound_in(torch.cat([sounding, sounding.mean(-1, keepdim=True),
                                                            sounding.amax(-1, keepdim=True)], -1))
+        if c.cell_motion:
+            tokens_v = tokens_v + self.motion_tokens(torch.cat(
+                [motion_logits, motion_logits.mean(-1, keepdim=True), motion_logits.amax(-1, keepdim=True)], -1))
         tokens_v = tokens_v + self.audio_global(audio.flatten(1)).unsqueeze(1)
         words, pad, slots = self.encode_words(tokens, token_mask)
 
@@ -244,6 +281,10 @@ class Grounder(nn.Module):
                          anchor_feat.unsqueeze(1).expand(-1, n, -1)], -1)
         h2 = self.fuse2(h1 + self.hop_in(hop), words, pad)
         coarse = torch.einsum("bnd,bd->bn", h2, self.target_query(slots[:, 0])) / math.sqrt(c.width)
+        if c.cell_motion:
+            sounding_score = torch.stack([motion_logits.amax(-1), motion_logits.mean(-1)], -1)  # (B, n, 2)
+            gate = SOUND_GATE_SCALE * self.sound_gate(slots[:, 0])                              # (B, 2)
+            coarse = coarse + torch.einsum("bnk,bk->bn", sounding_score, gate)
 
         dec = self.dec_tokens(h2).transpose(1, 2).reshape(b, c.decoder_dim, g, g)
         dec = self.dec_mix(torch.cat([F.interpolate(dec, scale_factor=2, mode="nearest"), s4], 1))
@@ -255,7 +296,23 @@ class Grounder(nn.Module):
         return {"target_logits": target_logits, "anchor_logits": anchor_logits.reshape(b, g, g),
                 "null_logit": self.null_head(null_in)[:, 0],
                 # for the auxiliaries
-                "tokens": h1, "track": track, "audio": audio}
+                "tokens": h1, "track": track, "audio": audio, **extra}
+
+    def loudness(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, T) dB -> (B, 10): the mean normalised level of each second."""
+        c = self.config
+        frames = NUM_SECONDS * c.mel_frames_per_second
+        x = log_mel[..., :frames]
+        if x.shape[-1] < frames:
+            x = F.pad(x, (0, frames - x.shape[-1]), value=-100.0)
+        x = (x + 40.0) / 20.0
+        return x.reshape(x.shape[0], c.n_mels, NUM_SECONDS, c.mel_frames_per_second).mean((1, 3))
+
+    def motion_sounding(self, moved: torch.Tensor, loudness: torch.Tensor) -> torch.Tensor:
+        """(B, K, 10, 1) tracked vibration (per token, or pooled per object), (B, 10) loudness ->
+        (B, K, 10) logits that the object sounds in that second, from its motion."""
+        loud = loudness.unsqueeze(1).unsqueeze(-1).expand(-1, moved.shape[1], -1, -1)
+        return self.motion_sound(torch.cat([moved, loud], -1))[..., 0]
 
     def sounding_logits(self, track: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """(B, K, 10, d) tracks (per token, or pooled per object), (B, 10, a) -> (B, K, 10)

@@ -65,7 +65,35 @@ def _read_config(manifest) -> dict:
             raise ModelFileError(path, f"{field_name} is {config[field_name]} but the graphs take "
                                  f"{tensor} of shape {shapes[tensor]}: config.json does not belong "
                                  "to these graphs", field_name)
+    # the number of names must match the logits the graphs give, or results index past them
+    scoring = manifest.contract.get("masks") or manifest.contract.get("auditor") or {}
+    outputs = {t["name"]: t["shape"] for t in scoring.get("outputs", [])}
+    for field_name, tensor in (("mask_types", "type_logits"), ("actions", "action_logits")):
+        names = config[field_name]
+        if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise ModelFileError(path, f"{field_name} must be distinct non-empty names, got {names!r}", field_name)
+        width = outputs.get(tensor, [None, None])[-1]
+        if isinstance(width, int) and width != len(names):
+            raise ModelFileError(path, f"{field_name} lists {len(names)} names but the graphs give {width} "
+                                 f"{tensor}: config.json does not belong to these graphs", field_name)
+    # the context graph of newer grounded models also reads the clip's cell motion (motion.py)
+    config["cell_motion"] = "cell_motion" in shapes
+    if bool(raw.get("cell_motion", False)) != config["cell_motion"]:
+        raise ModelFileError(path, f"cell_motion is {raw.get('cell_motion', False)!r} but the context graph "
+                             f"{'takes' if config['cell_motion'] else 'does not take'} a cell_motion input: "
+                             "config.json does not belong to these graphs", "cell_motion")
     return config
+
+
+def _check_vocabulary(manifest, text: TextEmbedder) -> None:
+    """Token ids the tokenizer can produce must be rows of the text graph's embedding table."""
+    inputs = {t["name"]: t for t in manifest.contract.get("text_encoder", {}).get("inputs", [])}
+    limit = (inputs.get("input_ids", {}).get("range") or [None, None])[1]
+    size = text.tokenizer.get_vocab_size(with_added_tokens=True)
+    if isinstance(limit, (int, float)) and size > limit + 1:
+        raise ModelFileError(manifest.file(TOKENIZER_FILE), f"vocabulary of {size} tokens but the text "
+                             f"encoder takes ids up to {int(limit)}: the tokenizer does not belong to "
+                             "this model", "vocabulary")
 
 
 class Auditor:
@@ -112,6 +140,7 @@ class Auditor:
                                      choose_providers("fp32", available_providers(), providers),
                                      intra_op_threads)
         text = TextEmbedder(manifest.file(TOKENIZER_FILE), text_graph)
+        _check_vocabulary(manifest, text)
         calibration = None
         calibration_path = manifest.optional_file("score_calibration")
         if calibration_path is not None:

@@ -25,6 +25,7 @@ from collections import Counter, deque
 import numpy as np
 
 from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
+from auditor_lite.motion import cell_motion
 from auditor_lite.preprocess import log_mel, prepare_audio, prepare_frames, prepare_key_frame, prepare_masks
 from auditor_lite.runtime.inputs import (InputError, check_audio, check_frame, check_frame_index,
                                          check_frames, check_masks)
@@ -116,6 +117,8 @@ class ClipSession:
             self._prepared["audio"] = prepare_audio(audio, SAMPLE_RATE)
             if self.auditor.grounded:
                 self._prepared["log_mel"] = log_mel(self._prepared["audio"][0])[None]
+            if cfg.get("cell_motion"):    # once per window: it does not depend on the audited frame
+                self._prepared["cell_motion"] = cell_motion(self._prepared["frames"][0] * 255.0)[None]
         return self._prepared
 
     # ------------------------------------------------------------------ auditing
@@ -155,8 +158,11 @@ class ClipSession:
         it too). Call with the window complete; the tensors are the session's cached ones."""
         inputs = self._inputs()
         if self.auditor.grounded:
-            return {"frames": inputs["frames"], "key_index": np.array([frame_index], np.int64),
+            feed = {"frames": inputs["frames"], "key_index": np.array([frame_index], np.int64),
                     "log_mel": inputs["log_mel"], "tokens": self.tokens[0], "token_mask": self.tokens[1]}
+            if "cell_motion" in inputs:
+                feed["cell_motion"] = inputs["cell_motion"]
+            return feed
         return {"frames": inputs["frames"], "key_frame": self.key_frame(frame_index), "audio": inputs["audio"],
                 "text_embedding": self.text_embedding}
 

@@ -46,9 +46,14 @@ def _threads(n: int) -> None:
 @click.option("--val-fraction", type=click.FloatRange(0.01, 0.5), default=0.1, show_default=True,
               help="Share of the clips held out (validation, then the stage-B scorer and conformal "
                    "calibration are fitted on their maps).")
+@click.option("--init", "init_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Fine-tune this trained grounder (its weights and held-out clips; the block-matched "
+                   "cell motion is added, starting at zero).")
+@click.option("--cell-motion", is_flag=True,
+              help="Also read the block-matched cell vibration (auditor_lite/motion.py; on with --init).")
 @click.option("--threads", type=int, default=os.cpu_count() or 1, show_default=True)
 def train_grounding(bench, out_dir, max_minutes, batch_size, lr, seed, val_every_minutes, cache_root,
-                    extra_per_clip, audio_dropout, val_fraction, threads):
+                    extra_per_clip, audio_dropout, val_fraction, init_dir, cell_motion, threads):
     """Train the grounding model (stage A) on BENCH's train split."""
     from auditor_lite.training.grounding_data import grounding_set
     from auditor_lite.training.grounding_train import train_grounder
@@ -64,9 +69,13 @@ def train_grounding(bench, out_dir, max_minutes, batch_size, lr, seed, val_every
     extra = sum(data.meta["extra"])
     click.echo(f"data: {len(data) - extra} expressions + {extra} extra, {len(data.meta['vids'])} clips "
                f"(sidecar for {sum(data.meta['has_sidecar']) - extra})")
-    summary = train_grounder(data, out_dir, minutes=max_minutes, batch_size=batch_size, lr=lr, seed=seed,
+    config = None
+    if cell_motion and init_dir is None:
+        from auditor_lite.model.grounder import GrounderConfig
+        config = GrounderConfig(key_size=data.meta["size"], max_tokens=data.meta["max_tokens"], cell_motion=True)
+    summary = train_grounder(data, out_dir, minutes=max_minutes, batch_size=batch_size, lr=lr, seed=seed, config=config,
                              val_every_minutes=val_every_minutes, audio_dropout=audio_dropout,
-                             val_fraction=val_fraction, log=click.echo)
+                             val_fraction=val_fraction, init_dir=init_dir, log=click.echo)
     click.echo(json.dumps(summary, indent=2))
 
 

@@ -76,6 +76,14 @@ def batch_tensors(data: GroundingSet, rows: np.ndarray, rng: np.random.Generator
     elif augment and rng is not None:
         mel = mel + torch.from_numpy(rng.uniform(-4, 4, (len(rows), 1, 1))).float()
     trow = rows if text_rows is None else text_rows
+    extra = {}
+    if "motion" in data.arrays:               # the same for every key frame of a clip
+        motion = np.empty((len(rows),) + data.motion.shape[1:], np.float16)
+        motion[order] = data.motion[clips[order]]
+        motion = torch.from_numpy(motion.astype(np.float32))
+        if augment and rng is not None:       # the match residual scales with the contrast
+            motion[..., 1] *= gain.view(-1, 1, 1)
+        extra["cell_motion"] = motion
     inst_key = torch.from_numpy(instance[np.arange(len(rows)), kfid].astype(np.int64))
     return {"frames": x, "key_index": torch.from_numpy(kfid), "log_mel": mel,
             "tokens": torch.from_numpy(data.tokens[trow].astype(np.float32)),
@@ -84,7 +92,13 @@ def batch_tensors(data: GroundingSet, rows: np.ndarray, rng: np.random.Generator
             "anchor": torch.from_numpy(data.anchor[rows].astype(np.int64)),
             "sounding": torch.from_numpy(data.sounding[clips].astype(np.float32)),
             "category": torch.from_numpy(data.category[clips].astype(np.int64)),
-            "num_objects": torch.from_numpy(data.num_objects[clips].astype(np.int64))}
+            "num_objects": torch.from_numpy(data.num_objects[clips].astype(np.int64)), **extra}
+
+
+def model_inputs(batch: dict) -> tuple:
+    """The grounder's positional inputs from a batch_tensors dict."""
+    return (batch["frames"], batch["key_index"], batch["log_mel"], batch["tokens"], batch["token_mask"],
+            batch.get("cell_motion"))
 
 
 def object_fractions(instance: torch.Tensor, num_slots: int, cell: int) -> torch.Tensor:
@@ -148,6 +162,11 @@ def grounding_losses(model: Grounder, out: dict, batch: dict, name_vectors: torc
         sl = model.sounding_logits(track, out["audio"])
         bce_s = F.binary_cross_entropy_with_logits(sl, sounding.clamp(min=0), reduction="none").mean(-1)
         losses["sounding"] = 0.5 * (bce_s * known).sum() / known.sum()
+        if "moved" in out:   # the same question from the block-matched motion alone
+            moved = torch.einsum("bkn,bntf->bktf", pooled_w, out["moved"])
+            ml = model.motion_sounding(moved, out["loudness"])
+            bce_m = F.binary_cross_entropy_with_logits(ml, sounding.clamp(min=0), reduction="none").mean(-1)
+            losses["motion_sounding"] = 0.5 * (bce_m * known).sum() / known.sum()
     return losses
 
 
@@ -166,7 +185,7 @@ def referent_predictions(model: Grounder, data: GroundingSet, rows: np.ndarray, 
         r = rows[i:i + batch_size]
         tr = None if text_rows is None else text_rows[i:i + batch_size]
         b = batch_tensors(data, r, None, augment=False, text_rows=tr, **batch_kwargs)
-        out = model(b["frames"], b["key_index"], b["log_mel"], b["tokens"], b["token_mask"])
+        out = model(*model_inputs(b))
         k = int(data.num_objects[data.clip[r]].max())
         mass = object_masses(out["target_logits"], object_fractions(b["instance"], k, 4))[:, 1:]
         visible = object_fractions(b["instance"], k, 4)[:, 1:].sum((2, 3)) > 0
@@ -210,7 +229,9 @@ def referent_report(data: GroundingSet, rows: np.ndarray, pred: dict) -> dict:
 def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: int = 16, lr: float = 2e-3,
                    seed: int = 0, val_fraction: float = 0.05, val_every_minutes: float = 10.0,
                    config: GrounderConfig | None = None, audio_dropout: float = AUDIO_DROPOUT,
-                   log=print) -> dict:
+                   init_dir=None, log=print) -> dict:
+    """Train (or, with ``init_dir``, fine-tune: its weights, its held-out clips, and the modules this
+    config adds start at zero) a grounder within ``minutes``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -221,12 +242,20 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
     held = units < val_fraction
     if not held.any() and len(vids) > 1:       # tiny sets still validate on one clip
         held[int(units.argmin())] = True
+    if init_dir is not None:                   # the same held-out clips as the model it starts from
+        kept = set((Path(init_dir) / "heldout_vids.txt").read_text().split())
+        held = np.array([v in kept for v in vids])
     is_val = held[data.clip[:]]
     extra = np.array(data.meta.get("extra", [False] * len(data)), bool)
     # validation on the benchmark's own expressions only, so numbers compare across runs
     train_rows, val_rows = np.nonzero(~is_val)[0], np.nonzero(is_val & ~extra)[0]
     (out_dir / "heldout_vids.txt").write_text("\n".join(vids[held]) + "\n")
-    model = Grounder(config or GrounderConfig(key_size=data.meta["size"], max_tokens=data.meta["max_tokens"]))
+    if init_dir is not None:
+        model = fine_tune_start(init_dir, config).train()
+    else:
+        model = Grounder(config or GrounderConfig(key_size=data.meta["size"], max_tokens=data.meta["max_tokens"]))
+    if model.config.cell_motion and "motion" not in data.arrays:
+        raise ValueError(f"{data.root}: no cell motion cached (grounding_set adds it)")
     names = name_vectors(data.categories)
     max_objects = data.sounding.shape[1]
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -273,7 +302,7 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
             b["log_mel"][torch.from_numpy(mute)] = -100.0
             b["sounding"][torch.from_numpy(mute)] = 0.0          # silence: nothing is heard sounding
             b["positives"] = silenced_positives(data, rows, mute & needs_audio[rows], max_objects)
-        out = model(b["frames"], b["key_index"], b["log_mel"], b["tokens"], b["token_mask"])
+        out = model(*model_inputs(b))
         losses = grounding_losses(model, out, b, names, max_objects)
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
@@ -346,17 +375,37 @@ def save_grounder(model: Grounder, out_dir) -> None:
     (out_dir / "grounder_config.json").write_text(json.dumps(model.config.to_dict(), indent=2))
 
 
-def load_grounder(model_dir) -> Grounder:
+def fine_tune_start(init_dir, config: GrounderConfig | None = None) -> Grounder:
+    """A grounder with ``init_dir``'s configuration (plus ``cell_motion``, or ``config``) and
+    weights; modules the old one lacked keep their zero initialisation."""
     from safetensors.torch import load_file
-    model_dir = Path(model_dir)
-    config_path = model_dir / "grounder_config.json"
+    fields = _config_fields(init_dir)
+    fields["cell_motion"] = True
+    model = Grounder(config or GrounderConfig(**fields))
+    state = _renamed(load_file(str(Path(init_dir) / "grounder.safetensors")))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith(("motion_sound.", "motion_tokens.", "sound_gate.")) for k in missing):
+        raise ValueError(f"{init_dir}: cannot start from it (missing {missing}, unexpected {unexpected})")
+    return model
+
+
+def _config_fields(model_dir) -> dict:
+    config_path = Path(model_dir) / "grounder_config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{model_dir}: no grounder_config.json (not a grounding model directory)")
     fields = json.loads(config_path.read_text())
     fields.setdefault("motion_energy", False)        # written before the vibration channels existed
     fields.setdefault("sound_tokens", False)         # ... and before the sounding tokens
-    model = Grounder(GrounderConfig(**fields))
-    state = load_file(str(model_dir / "grounder.safetensors"))
-    state = {k.replace("aux_sounding.", "sound_head.", 1): v for k, v in state.items()}
-    model.load_state_dict(state)
+    fields.setdefault("cell_motion", False)          # ... and before the block-matched cell motion
+    return fields
+
+
+def _renamed(state: dict) -> dict:
+    return {k.replace("aux_sounding.", "sound_head.", 1): v for k, v in state.items()}
+
+
+def load_grounder(model_dir) -> Grounder:
+    from safetensors.torch import load_file
+    model = Grounder(GrounderConfig(**_config_fields(model_dir)))
+    model.load_state_dict(_renamed(load_file(str(Path(model_dir) / "grounder.safetensors"))))
     return model.eval()

@@ -47,11 +47,14 @@ def scorer_features(model: GroundedAuditor, data: GroundingSet, records: dict, r
         record = records[data.meta["uids"][e]]
         clip = int(data.clip[e])
         frames = torch.from_numpy(np.ascontiguousarray(data.frames[clip])).permute(0, 3, 1, 2).float()[None] / 255
+        motion = None
+        if model.reads_cell_motion:
+            motion = torch.from_numpy(data.motion[clip][None].astype(np.float32))
         for frame, cands, masks in candidate_masks_by_frame(record, size):
             context = model.encode_context(
                 frames, torch.tensor([frame]), torch.from_numpy(data.log_mel[data.mel_row[e]][None].astype(np.float32)),
                 torch.from_numpy(data.tokens[e][None].astype(np.float32)),
-                torch.from_numpy(data.token_mask[e][None].astype(np.float32)))
+                torch.from_numpy(data.token_mask[e][None].astype(np.float32)), motion)
             feats.append(scorer.features(context, masks, frames[:, frame]).numpy())
             iou += [c.iou_to_gt for c in cands]
             types += [MASK_TYPES.index(c.mask_type) for c in cands]

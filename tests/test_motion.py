@@ -1,0 +1,83 @@
+"""Cell motion (auditor_lite.motion): block-matched flows and the vibration they reveal."""
+
+import numpy as np
+import pytest
+
+from auditor_lite.motion import ACCEL_SCALE, CELL, NUM_MOTION_FEATURES, VELOCITY_SCALE, cell_flows, cell_motion
+
+SIZE = 128
+
+
+def _texture(rng, side: int, blobs: int) -> np.ndarray:
+    """Smooth random grey texture (bilinear-upsampled noise): structure at every pyramid level."""
+    from PIL import Image
+
+    noise = Image.fromarray(rng.integers(0, 256, (blobs, blobs)).astype(np.uint8))
+    return np.asarray(noise.resize((side, side), Image.BILINEAR))[..., None].repeat(3, -1)
+
+
+def _scene(vibrate: float, velocity=(0.0, 3.0), seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """A textured 32 px square moving over a textured background; its position alternates by
+    ``vibrate`` px from frame to frame on top of the smooth motion. Returns frames and the
+    square's top-left corner per frame."""
+    rng = np.random.default_rng(seed)
+    background = _texture(rng, SIZE, 16)
+    square = _texture(rng, 32, 6)
+    frames, corners = [], []
+    for t in range(10):
+        frame = background.copy()
+        y = int(round(40 + velocity[0] * t + vibrate * (-1) ** t))
+        x = int(round(30 + velocity[1] * t + vibrate * (-1) ** t))
+        frame[y:y + 32, x:x + 32] = square
+        frames.append(frame)
+        corners.append((y, x))
+    return np.stack(frames), corners
+
+
+def _inside_cells(corner: tuple[int, int]) -> np.ndarray:
+    """Cells whose whole matching window lies on the square."""
+    centres = np.arange(CELL // 2, SIZE, CELL)
+    yy, xx = np.meshgrid(centres, centres, indexing="ij")
+    y, x = corner
+    inside = (yy >= y + 6) & (yy < y + 26) & (xx >= x + 6) & (xx < x + 26)
+    return inside.reshape(-1)
+
+
+def test_flows_follow_a_moving_square_and_the_static_background():
+    frames, corners = _scene(vibrate=0.0, velocity=(2.0, 3.0))
+    flow, residual = cell_flows(frames)
+    assert flow.shape == (2, 9, (SIZE // CELL) ** 2, 2) and residual.shape == (2, 9, (SIZE // CELL) ** 2)
+    on_square = _inside_cells(corners[4])
+    assert on_square.sum() >= 4
+    np.testing.assert_allclose(flow[0, 4, on_square], np.tile([2.0, 3.0], (on_square.sum(), 1)), atol=0.35)
+    np.testing.assert_allclose(flow[1, 3, _inside_cells(corners[4])], np.tile([-2.0, -3.0], (on_square.sum(), 1)),
+                               atol=0.35)
+    far = np.zeros(SIZE // CELL, bool)
+    far[-3:] = True
+    background = np.outer(far, far).reshape(-1)          # bottom-right corner: never covered
+    assert np.abs(flow[:, :, background]).max() < 0.35
+
+
+def test_vibration_separates_a_vibrating_square_from_a_smoothly_moving_one():
+    still, corners = _scene(vibrate=0.0)
+    shaking, _ = _scene(vibrate=2.0)
+    cells = _inside_cells(corners[5])
+    calm = cell_motion(still)[1:-1, cells, 0] / ACCEL_SCALE
+    vib = cell_motion(shaking)[1:-1, cells, 0] / ACCEL_SCALE
+    # the position alternates by +-2 px on both axes: |p(t-1) + p(t+1) - 2 p(t)| = 8 * sqrt(2)
+    assert np.median(calm) < 1.0
+    assert np.median(vib) > 6.0
+    velocity = cell_motion(still)[4, cells, 2:] / VELOCITY_SCALE
+    np.testing.assert_allclose(np.median(velocity, 0), [0.0, 3.0], atol=0.35)
+
+
+def test_cell_motion_layouts_agree_and_bad_frames_are_named():
+    frames, _ = _scene(vibrate=1.0)
+    hwc = cell_motion(frames)
+    chw = cell_motion(frames.transpose(0, 3, 1, 2))
+    assert hwc.shape == (10, (SIZE // CELL) ** 2, NUM_MOTION_FEATURES) and hwc.dtype == np.float32
+    np.testing.assert_allclose(hwc, chw, atol=1e-5)
+    with pytest.raises(ValueError, match="frames"):
+        cell_motion(frames[:, :100])
+    with pytest.raises(ValueError, match="frames"):
+        cell_motion(frames[0])
