@@ -211,15 +211,14 @@ def test_committed_grounder_checkpoint_loads_and_runs():
     root = Path(__file__).resolve().parents[1] / "auditor_lite" / "assets" / "grounded_checkpoint"
     model = load_grounder(root)
     summary = json.loads((root / "training_summary.json").read_text())
-    # the summary counted the model without its training-only heads; the sounding head of this
-    # first checkpoint was one of them (a 65-parameter linear layer, since renamed sound_head)
-    assert summary["parameters"] == sum(p.numel() for n, p in model.named_parameters()
-                                        if not n.startswith(("aux_", "sound_head")))
+    # the summary counts the model without its training-only heads (aux_*)
+    assert summary["parameters"] == sum(p.numel() for n, p in model.named_parameters() if not n.startswith("aux_"))
+    assert model.config.cell_motion
     c = model.config
     with torch.no_grad():
         out = model(torch.full((1, 10, 3, c.key_size, c.key_size), 128.0), torch.tensor([0]),
                     torch.full((1, c.n_mels, 501), -60.0), torch.zeros(1, c.max_tokens, c.text_dim),
-                    torch.ones(1, c.max_tokens))
+                    torch.ones(1, c.max_tokens), torch.zeros(1, 10, (c.key_size // 8) ** 2, 4))
     assert torch.isfinite(out["target_logits"]).all() and torch.isfinite(out["null_logit"]).all()
 
 
