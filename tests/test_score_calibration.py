@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from auditor_lite.calibration import score
+from auditor_lite.runtime import score_calibration as shipped
 from auditor_lite.data.schema import DataError
 
 pytest.importorskip("sklearn")
@@ -35,13 +36,13 @@ def test_conformal_quantile_by_hand():
 
 
 def test_apply_by_hand():
-    calib = score.ScoreCalibration(x=[0.0, 1.0], y=[0.0, 0.5], coverage=0.9, q=0.1, n=10)
-    iou, low, high = score.apply_score_calibration([0.5, 1.2, 0.02], calib)
+    calib = shipped.ScoreCalibration(x=[0.0, 1.0], y=[0.0, 0.5], coverage=0.9, q=0.1, n=10)
+    iou, low, high = shipped.apply_score_calibration([0.5, 1.2, 0.02], calib)
     np.testing.assert_allclose(iou, [0.25, 0.5, 0.01])  # 1.2 is beyond the last knot: clipped
     np.testing.assert_allclose(low, [0.15, 0.4, 0.0])   # 0.01 - 0.1 clipped at 0
     np.testing.assert_allclose(high, [0.35, 0.6, 0.11])
     # The decoded JSON object works as well (what the runtime holds).
-    np.testing.assert_allclose(score.apply_score_calibration([0.5], calib.to_json())[0], [0.25])
+    np.testing.assert_allclose(shipped.apply_score_calibration([0.5], calib.to_json())[0], [0.25])
 
 
 def test_centred_isotonic_knots_by_hand():
@@ -118,7 +119,7 @@ def test_json_round_trip_and_errors(tmp_path):
     calib = score.fit_score_calibration(raw, true, groups, coverage=0.8)
     calib.extra["test"] = {"test_s/image": score.coverage_report(calib, raw, true)}
     path = calib.save(tmp_path / score.SCORE_CALIBRATION_FILE)
-    loaded = score.load_score_calibration(path)
+    loaded = shipped.load_score_calibration(path)
     assert loaded.x == calib.x and loaded.q == calib.q and loaded.coverage == 0.8
     assert loaded.extra["test"]["test_s/image"]["n"] == 500
     stored = json.loads(path.read_text())
@@ -131,7 +132,7 @@ def test_json_round_trip_and_errors(tmp_path):
             bad["x" if field == "y" else "y"] = [0.0, 0.5]
         (tmp_path / "bad.json").write_text(json.dumps(bad))
         with pytest.raises(DataError, match=message) as err:
-            score.load_score_calibration(tmp_path / "bad.json")
+            shipped.load_score_calibration(tmp_path / "bad.json")
         assert "bad.json" in str(err.value)
 
 

@@ -144,7 +144,7 @@ class Auditor:
         calibration = None
         calibration_path = manifest.optional_file("score_calibration")
         if calibration_path is not None:
-            from auditor_lite.calibration.score import load_score_calibration
+            from auditor_lite.runtime.score_calibration import load_score_calibration
 
             calibration = load_score_calibration(calibration_path)
         return cls(model_dir, manifest, config, precision, graphs, text, calibration)
