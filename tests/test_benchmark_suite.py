@@ -257,13 +257,13 @@ def test_cli(model_dir, tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "out"
-    result = runner.invoke(bench, ["--model", str(model_dir), "--masks", "1,2", "--repeats", "1", "--warmup", "0",
+    result = runner.invoke(bench, ["--model", str(model_dir), "--mask-counts", "1,2", "--repeats", "1", "--warmup", "0",
                                    "--threads", "1", "--layouts", "fused,naive", "--profile-repeats", "1",
                                    "--no-gpu", "--no-plot", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "End-to-end latency" in result.output and "ort int8-cpu naive" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md"]
-    bad = runner.invoke(bench, ["--model", str(model_dir), "--masks", "1,0"])
+    bad = runner.invoke(bench, ["--model", str(model_dir), "--mask-counts", "1,0"])
     assert bad.exit_code == 2 and "positive integers" in bad.output
     bad = runner.invoke(bench, ["--model", str(model_dir), "--layouts", "fused,batched"])
     assert bad.exit_code == 2 and "fused, split, naive, cached" in bad.output

@@ -16,9 +16,9 @@ from auditor_lite.data.media import load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.eval.predictions import read_prediction_lines
 from auditor_lite.runtime import auditor as auditor_module
-from auditor_lite.runtime.bench import select_groups
+from auditor_lite.batch_audit import select_groups
 from auditor_lite.runtime.cli import SAMPLE_CLIP, audit, demo, select
-from auditor_lite.runtime.make_sample import folder_bytes, make_sample
+from auditor_lite.data.make_sample import folder_bytes, make_sample
 
 pytest.importorskip("torch")
 from runtime_helpers import tiny_artifact  # noqa: E402

@@ -138,7 +138,7 @@ def test_mask_features_and_crops_are_per_mask():
 def test_shuffled_expressions_ablation_permutes_within_a_split(artifact, tmp_path):
     from pathlib import Path
 
-    from auditor_lite.runtime.bench import audit_benchmark
+    from auditor_lite.batch_audit import audit_benchmark
 
     bench = Path(__file__).resolve().parent / "fixtures" / "upstream_small"
     auditor = Auditor.load(artifact[0], intra_op_threads=1)

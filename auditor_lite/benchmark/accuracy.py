@@ -2,7 +2,7 @@
 
 Each auditor (one per precision, plus torch eager when a checkpoint is given) audits the candidates
 of the first N expressions of a test split with the runtime's own benchmark path
-(:func:`auditor_lite.runtime.bench.audit_record`: one session per expression, one context per
+(:func:`auditor_lite.batch_audit.audit_record`: one session per expression, one context per
 audited frame), and the predictions are scored by the evaluation protocol
 (:func:`auditor_lite.eval.protocol.evaluate_method`): overall IoU RMSE and macro F2 of the mask
 type (F2-M) and of the action (F2-A), in points.
@@ -39,7 +39,7 @@ def score_auditor(auditor, records: list, name: str, split: str = DEFAULT_SPLIT,
     """Audit ``records`` with ``auditor`` and score them: ``{"rmse", "f2_m", "f2_a", "masks",
     "expressions", "seconds"}`` (F2 in points; None where the protocol leaves it undefined)."""
     from auditor_lite.eval.protocol import evaluate_method, ground_truth_table
-    from auditor_lite.runtime.bench import audit_record, prediction
+    from auditor_lite.batch_audit import audit_record, prediction
 
     predictions = {}
     start = time.perf_counter()

@@ -35,7 +35,7 @@ def _layouts(ctx, param, value: str) -> tuple[str, ...]:
               help="Model directory (from `export onnx` / `export int8`) [the packaged default model].")
 @click.option("--checkpoint", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The checkpoint the directory was exported from: adds torch eager FP32 (needs torch).")
-@click.option("--masks", "mask_counts", default="1,13", show_default=True, callback=_mask_counts,
+@click.option("--mask-counts", "mask_counts", default="1,13", show_default=True, callback=_mask_counts,
               help="Masks per clip call, comma separated.")
 @click.option("--repeats", type=click.IntRange(1), default=50, show_default=True,
               help="Timed rounds (every case once per round, interleaved).")

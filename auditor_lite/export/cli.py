@@ -86,7 +86,7 @@ def onnx_cmd(checkpoint, out, opset, no_text, text_precision, name, iou_tol, log
               type=click.Choice(["auditor", "context", "masks", "text_encoder"]))
 @click.option("--precision", default=None, type=click.Choice(["int8-trt", "fp32"]),
               help="Graph flavour [int8-trt if the directory has it, else fp32].")
-@click.option("--masks", "mask_profile", default="1,13,64", show_default=True,
+@click.option("--mask-counts", "mask_profile", default="1,13,64", show_default=True,
               help="Optimisation profile MIN,OPT,MAX for the mask batch N.")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Engine and timing cache [$AUDITOR_LITE_CACHE/tensorrt or ~/.cache/auditor-lite/tensorrt].")
@@ -102,7 +102,7 @@ def trt_cmd(model_dir, out, graph, precision, mask_profile, cache_dir):
             raise ValueError
     except ValueError:
         raise click.BadParameter(f"expected MIN,OPT,MAX integers, got {mask_profile!r}",
-                                 param_hint="--masks") from None
+                                 param_hint="--mask-counts") from None
     try:
         manifest = load_manifest(model_dir)
         if precision is None:

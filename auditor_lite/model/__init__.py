@@ -1,4 +1,4 @@
-"""The auditor model: Hugging Face classes, presets, the in-graph audio front end, preprocessing.
+"""The auditor model: Hugging Face classes, presets, the in-graph audio front end.
 
 Importing this package registers the classes with transformers, so that after
 ``import auditor_lite.model`` the generic loaders work::
@@ -6,8 +6,8 @@ Importing this package registers the classes with transformers, so that after
     AutoConfig.from_pretrained(checkpoint_dir)   # -> AuditorConfig
     AutoModel.from_pretrained(checkpoint_dir)    # -> AuditorModel
 
-``preprocess`` and ``presets`` are numpy/pure-Python modules that the torch-free edge runtime also
-imports; so the torch part (and the registration) is loaded only where torch and transformers are
+``presets`` is a pure-Python module (preprocessing lives outside this package, in
+``auditor_lite.preprocess``, for the torch-free edge runtime); the torch part (and the registration) is loaded only where torch and transformers are
 installed. On a machine with torch installed, importing any submodule therefore also imports torch
 and transformers (several seconds of start-up), which is the price of registering on import.
 """

@@ -1,6 +1,6 @@
 """AuditorModel: a miniature MQ-Auditor that scores N candidate masks of one clip in one pass.
 
-Inputs (what :mod:`auditor_lite.model.preprocess` produces; B = clips, N = candidate masks)::
+Inputs (what :mod:`auditor_lite.preprocess` produces; B = clips, N = candidate masks)::
 
     frames          float32 (B, 10, 3, frame_size, frame_size)  the clip's frames, RGB in [0, 1]
     key_frame       float32 (B, 3, key_size, key_size)           the audited frame, RGB in [0, 1]

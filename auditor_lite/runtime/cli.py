@@ -14,7 +14,7 @@ import click
 
 from auditor_lite.runtime.auditor import PRECISION_CHOICES
 
-GATE_CHOICES = ("accept", "minor", "major")  # = auditor_lite.runtime.bench.GATES (kept import-light)
+GATE_CHOICES = ("accept", "minor", "major")  # = auditor_lite.batch_audit.GATES (kept import-light)
 
 SAMPLE_CLIP = Path(__file__).resolve().parent.parent / "assets" / "sample_clip"
 
@@ -147,7 +147,7 @@ def audit(bench, out, splits, modes, silence_audio, shuffle_expressions, method,
     if bench is not None:
         if out is None:
             raise click.UsageError("--bench needs --out FILE (the predictions JSONL to write)")
-        from auditor_lite.runtime.bench import audit_benchmark
+        from auditor_lite.batch_audit import audit_benchmark
 
         auditor = load_auditor(model_dir, precision, threads)
         click.echo(f"model {auditor.model_dir} ({auditor.manifest.name}); backend {auditor.backend}", err=True)
@@ -189,7 +189,7 @@ def audit(bench, out, splits, modes, silence_audio, shuffle_expressions, method,
 def select(bench, pred, splits, modes, min_action, as_json, model_dir, precision, threads, video, frames_dir,
            audio, expression, mask_files, mask_dir, frame_index, allow_silent, more_masks):
     """Pick the best of several candidate masks by predicted IoU, gated by the predicted action."""
-    from auditor_lite.runtime.bench import GATES, pick_best
+    from auditor_lite.batch_audit import GATES, pick_best
 
     if bench is not None:
         _select_benchmark(bench, pred, splits, modes, min_action, as_json, model_dir, precision, threads)
@@ -214,7 +214,7 @@ def _select_benchmark(bench, pred, splits, modes, gate, as_json, model_dir, prec
 
     from auditor_lite.data.reader import Benchmark
     from auditor_lite.eval.predictions import read_predictions
-    from auditor_lite.runtime.bench import audit_benchmark, benchmark_groups, benchmark_pairs, select_groups
+    from auditor_lite.batch_audit import audit_benchmark, benchmark_groups, benchmark_pairs, select_groups
 
     pairs = benchmark_pairs(Benchmark(bench), splits or None, modes or None)
     with tempfile.TemporaryDirectory(prefix="auditor-lite-select-") as tmp:
@@ -275,7 +275,7 @@ def demo(out, sample, frame_index, model_dir, precision, threads):
     truth.json ({"frame_index": K, "masks": {name: {"iou": ..., "type": ..., "action": ...}}})."""
     from auditor_lite.data.schema import DataError
     from auditor_lite.runtime import files
-    from auditor_lite.runtime.bench import pick_best
+    from auditor_lite.batch_audit import pick_best
     from auditor_lite.runtime.overlay import draw_overlay
 
     truth = _read_truth(sample / "truth.json")

@@ -1,7 +1,7 @@
 """Compact training tensors of a benchmark split, built once and cached on disk as ``.npz``.
 
 Decoding 10 JPEG frames, a WAV file and ~13 mask PNGs per expression on every step would dominate
-a CPU training step, so every expression is decoded, resized (with :mod:`auditor_lite.model.preprocess`,
+a CPU training step, so every expression is decoded, resized (with :mod:`auditor_lite.preprocess`,
 the same functions the runtime uses) and stored once:
 
 * frames ``(E, 10, S, S, 3)`` uint8 and the key frame ``(E, K, K, 3)`` uint8 (S = frame_size,
@@ -38,7 +38,7 @@ from auditor_lite.data.media import load_audio, load_frames, load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.data.schema import (ACTIONS, CLIP_SAMPLES, MASK_TYPES, META_DIR, METADATA_CSV,
                                       DataError, ExpressionRecord)
-from auditor_lite.model.preprocess import (TEXT_EMBEDDING_DIM, area_resize, prepare_audio,
+from auditor_lite.preprocess import (TEXT_EMBEDDING_DIM, area_resize, prepare_audio,
                                            prepare_masks)
 
 FEATURE_VERSION = 2

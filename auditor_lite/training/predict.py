@@ -5,7 +5,7 @@ mode audits every annotated frame's candidates with that frame as the key frame.
 context includes the key frame, so the context is encoded once per (expression, audited frame):
 all of an expression's frames go through ``encode_context`` as one batch, and its masks are
 audited in chunks of ``batch_masks`` with ``clip_index`` pointing at their frame's context.
-Inputs are prepared with :mod:`auditor_lite.model.preprocess`, exactly as the edge runtime does.
+Inputs are prepared with :mod:`auditor_lite.preprocess`, exactly as the edge runtime does.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from auditor_lite.data.media import load_frames
 from auditor_lite.data.reader import TEST_SPLITS, Benchmark
 from auditor_lite.eval.predictions import Prediction, write_predictions
 from auditor_lite.model import AuditorModel
-from auditor_lite.model.preprocess import prepare_frames, prepare_key_frame
+from auditor_lite.preprocess import prepare_frames, prepare_key_frame
 from auditor_lite.training.features import encode_texts, load_candidate_masks, load_clip_audio
 
 SILENT_SUFFIX = "-silent-audio"

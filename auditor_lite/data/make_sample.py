@@ -1,4 +1,4 @@
-"""Regenerate the demo clip ``auditor_lite/assets/sample_clip/``: ``python -m auditor_lite.runtime.make_sample``.
+"""Regenerate the demo clip ``auditor_lite/assets/sample_clip/``: ``python -m auditor_lite.data.make_sample``.
 
 The clip is made by the project's own generator from its *procedural* asset library (shapes and
 sounds synthesised by auditor-lite, MIT), so it is licence-clean. The seed is outside the range the
@@ -38,7 +38,7 @@ README = """# Sample clip for `auditor-lite demo`
 
 A 10-second clip made by auditor-lite's own scene generator from its procedural asset library
 (shapes and sounds synthesised in code: no third-party images or recordings). Regenerate it with
-`python -m auditor_lite.runtime.make_sample` (generator seed {seed}, clip {index}).
+`python -m auditor_lite.data.make_sample` (generator seed {seed}, clip {index}).
 
 - `frames/0.jpg .. 9.jpg`: the frames at 1 fps; `audio.wav`: 16 kHz mono; `expression.txt`.
 - `masks/`: {count} candidate masks of frame {kfid}, the key frame, in shuffled order.
