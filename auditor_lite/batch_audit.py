@@ -26,8 +26,9 @@ from tqdm import tqdm
 
 from auditor_lite.data.media import load_frames, load_mask
 from auditor_lite.data.reader import TEST_SPLITS, Benchmark
-from auditor_lite.data.schema import ACTIONS, CLIP_SAMPLES, DataError
+from auditor_lite.data.schema import ACTIONS, SAMPLE_RATE, DataError
 from auditor_lite.eval.predictions import Prediction, write_predictions
+from auditor_lite.preprocess import prepare_audio
 from auditor_lite.runtime.files import load_audio_file
 from auditor_lite.runtime.inputs import InputError
 
@@ -47,12 +48,8 @@ def benchmark_pairs(benchmark: Benchmark, splits=None, modes=None) -> list[tuple
 
 
 def _clip_audio(record, silence: bool) -> np.ndarray:
-    if silence:
-        return np.zeros(CLIP_SAMPLES, np.float32)
-    wave = load_audio_file(record.clip.audio_path)
-    out = np.zeros(CLIP_SAMPLES, np.float32)
-    out[:min(len(wave), CLIP_SAMPLES)] = wave[:CLIP_SAMPLES]
-    return out
+    wave = np.zeros(0, np.float32) if silence else load_audio_file(record.clip.audio_path)
+    return prepare_audio(wave, SAMPLE_RATE)[0]
 
 
 def audit_record(auditor, record, silence_audio: bool = False):

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
+from auditor_lite.data.schema import NUM_FRAMES, SAMPLE_RATE
+from auditor_lite.preprocess import prepare_audio
 
 MIN_SIDE = 8                   # smaller frames carry no usable picture (the benchmark's are >= 128)
 MIN_AUDIO_SECONDS = 1.0        # shorter than this is not a clip's soundtrack but a glitch
@@ -118,10 +119,7 @@ def check_audio(wave, sample_rate: int = SAMPLE_RATE, *, allow_silent: bool = Fa
         raise InputError("audio", f"the audio is silent (peak {peak:.1e}); pass allow_silent=True "
                          "(--allow-silent on the command line) to audit a silent clip on purpose "
                          "(the auditor then has no sound cue)")
-    out = np.zeros(CLIP_SAMPLES, np.float32)
-    keep = min(len(array), CLIP_SAMPLES)
-    out[:keep] = array[:keep]
-    return out
+    return prepare_audio(array, SAMPLE_RATE)[0]      # the one place that pads or cuts to 10 s
 
 
 def _binary(mask: np.ndarray, index: int) -> np.ndarray:
