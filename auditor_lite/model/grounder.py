@@ -40,7 +40,7 @@ from auditor_lite.motion import NUM_MOTION_FEATURES
 NUM_SECONDS = 10
 # The sound gate is two numbers per expression deciding a whole map; at the base learning rate a
 # fine-tune moved it too little to matter (needs_audio stayed at 44-48% after 700 steps with the
-# signal there: the target's sounding logit beats its silent twin's in 86% of pairs). Scaled, each
+# signal there: the target's sounding logit beats its silent twin's in 83-86% of pairs). Scaled, each
 # Adam step moves it SOUND_GATE_SCALE times further.
 SOUND_GATE_SCALE = 8.0
 
