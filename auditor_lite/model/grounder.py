@@ -135,8 +135,8 @@ class Grounder(nn.Module):
         self.track_query = nn.Conv2d(64 + 2, c.track_dim, 1)
         self.track_key = nn.Linear(c.track_dim, c.track_dim)
         if c.cell_motion:
-            # per token and second, from its tracked vibration and the clip's loudness: is the token's object the one sounding? (trained by the per-object sounding
-            # loss); the ten logits, their mean and max join the token. Output layers start at zero,
+            # per token and second, from its tracked vibration and the clip's loudness: is the
+            # token's object the one sounding? (trained by the per-object sounding loss); the ten logits, their mean and max join the token. Output layers start at zero,
             # so a grounder fine-tuned from one without them starts where it was.
             self.motion_sound = nn.Sequential(nn.Linear(2, 8), nn.GELU(), nn.Linear(8, 1))
             self.motion_tokens = nn.Linear(NUM_SECONDS + 2, c.width)
@@ -197,16 +197,20 @@ class Grounder(nn.Module):
                                                   need_weights=False)[0])
         return torch.cat([words, slots], 1), torch.cat([pad, torch.zeros_like(pad[:, :3])], 1), slots
 
-    def encode_audio(self, log_mel: torch.Tensor) -> torch.Tensor:
-        """(B, n_mels, T) log-mel in dB -> (B, 10, audio_dim) per-second features."""
+    def log_mel_seconds(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, T) log-mel in dB -> (B, n_mels, 10, frames per second), padded with silence
+        to 10 s and scaled to about zero mean and unit scale."""
         c = self.config
         frames = NUM_SECONDS * c.mel_frames_per_second
         x = log_mel[..., :frames]
         if x.shape[-1] < frames:
             x = F.pad(x, (0, frames - x.shape[-1]), value=-100.0)
-        x = (x + 40.0) / 20.0                              # about zero mean, unit scale for dB
-        x = x.reshape(x.shape[0], c.n_mels, NUM_SECONDS, c.mel_frames_per_second)
-        stats = torch.cat([x.mean(-1), x.amax(-1)], 1).transpose(1, 2)   # (B, 10, 2 * n_mels)
+        x = (x + 40.0) / 20.0
+        return x.reshape(x.shape[0], c.n_mels, NUM_SECONDS, c.mel_frames_per_second)
+
+    def encode_audio(self, seconds: torch.Tensor) -> torch.Tensor:
+        """:meth:`log_mel_seconds` -> (B, 10, audio_dim) per-second features."""
+        stats = torch.cat([seconds.mean(-1), seconds.amax(-1)], 1).transpose(1, 2)   # (B, 10, 2 * n_mels)
         return self.audio_mlp(stats)
 
     def forward(self, frames: torch.Tensor, key_index: torch.Tensor, log_mel: torch.Tensor,
@@ -250,11 +254,12 @@ class Grounder(nn.Module):
             - F.softplus(self.track_distance) * self.dist
         attention = scores.softmax(-1)
         track = torch.einsum("btqk,btkd->bqtd", attention, tf)             # (B, 256, 10, d)
-        audio = self.encode_audio(log_mel)                                 # (B, 10, a)
+        seconds = self.log_mel_seconds(log_mel)
+        audio = self.encode_audio(seconds)                                 # (B, 10, a)
         extra = {}
         if c.cell_motion:   # each frame's cell motion, carried to the key-frame tokens by the tracker
             moved = torch.einsum("btqk,btkf->bqtf", attention, cell_motion[..., :1])   # (B, 256, 10, 1)
-            loudness = self.loudness(log_mel)                                          # (B, 10)
+            loudness = seconds.mean((1, 3))                       # (B, 10): each second's mean level
             motion_logits = self.motion_sounding(moved, loudness)                      # (B, 256, 10)
             extra = {"moved": moved, "loudness": loudness}
         av = (self.av_visual(track) * audio.unsqueeze(1)).mean(2)         # (B, 256, a)
@@ -297,16 +302,6 @@ class Grounder(nn.Module):
                 "null_logit": self.null_head(null_in)[:, 0],
                 # for the auxiliaries
                 "tokens": h1, "track": track, "audio": audio, **extra}
-
-    def loudness(self, log_mel: torch.Tensor) -> torch.Tensor:
-        """(B, n_mels, T) dB -> (B, 10): the mean normalised level of each second."""
-        c = self.config
-        frames = NUM_SECONDS * c.mel_frames_per_second
-        x = log_mel[..., :frames]
-        if x.shape[-1] < frames:
-            x = F.pad(x, (0, frames - x.shape[-1]), value=-100.0)
-        x = (x + 40.0) / 20.0
-        return x.reshape(x.shape[0], c.n_mels, NUM_SECONDS, c.mel_frames_per_second).mean((1, 3))
 
     def motion_sounding(self, moved: torch.Tensor, loudness: torch.Tensor) -> torch.Tensor:
         """(B, K, 10, 1) tracked vibration (per token, or pooled per object), (B, 10) loudness ->
