@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from auditor_lite.training.grounding_data import grounding_set
-from auditor_lite.training.grounding_train import batch_tensors, load_grounder, model_inputs, object_fractions
+from auditor_lite.training.grounding_batches import batch_tensors, model_inputs
+from auditor_lite.training.grounding_train import load_grounder, object_fractions
 
 
 def main() -> None:

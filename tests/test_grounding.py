@@ -22,9 +22,10 @@ from auditor_lite.data.sidecar import SIDECAR_DIR, read_sidecar, sidecar_path  #
 from auditor_lite.model.grounder import Grounder, GrounderConfig  # noqa: E402
 from auditor_lite.motion import cell_motion  # noqa: E402
 from auditor_lite.training.grounding_data import grounding_set  # noqa: E402
-from auditor_lite.training.grounding_train import (batch_tensors, grounding_losses,  # noqa: E402
-                                                   model_inputs, name_vectors, referent_predictions,
-                                                   referent_report)
+from auditor_lite.training.grounding_batches import (batch_tensors, clip_groups, group_batch,  # noqa: E402
+                                                     model_inputs)
+from auditor_lite.training.grounding_train import (grounding_losses, name_vectors,  # noqa: E402
+                                                   referent_predictions, referent_report)
 
 SIZE = 64
 
@@ -146,6 +147,27 @@ def test_losses_fall_when_training(data):
     report = referent_report(data, rows, pred)
     assert report["overall"]["n"] == len(rows)
     assert 0.0 < report["overall"]["chance"] <= 1.0
+
+
+def test_a_clip_group_shares_one_encoding_with_the_same_outputs(data):
+    """group_batch encodes each clip once for several of its expressions; every expression must
+    get exactly what a batch of its own (same key frame, no augmentation) gives it."""
+    torch.manual_seed(0)
+    model = Grounder(GrounderConfig(key_size=SIZE, track_size=SIZE // 2, max_tokens=16, cell_motion=True)).eval()
+    groups = clip_groups(data, np.arange(len(data)))
+    assert sum(len(g) for g in groups) == len(data)
+    for g in groups:   # one (clip, audio) per group
+        assert len({(int(data.clip[r]), int(data.mel_row[r])) for r in g}) == 1
+    b, rows = group_batch(data, groups[:3], np.random.default_rng(1), per_group=3, augment=False)
+    assert len(rows) == len(b["clip_index"]) == len(b["target"]) and len(b["frames"]) == 3
+    with torch.no_grad():
+        clip = model.encode_clip(b["frames"], b["key_index"], b["log_mel"], b["cell_motion"])
+        grouped = model.ground(clip, b["tokens"], b["token_mask"], b["clip_index"])
+        keys = b["key_index"][b["clip_index"]].numpy()
+        alone = model(*model_inputs(batch_tensors(data, rows, None, augment=False, key_frames=keys)))
+    for name in ("target_logits", "anchor_logits", "null_logit"):
+        torch.testing.assert_close(grouped[name], alone[name], rtol=1e-4, atol=1e-4)
+    assert torch.equal(b["target"], torch.from_numpy(data.target[rows].astype(np.int64)))
 
 
 def test_train_and_diagnose_commands(bench, tmp_path):

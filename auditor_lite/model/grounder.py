@@ -218,7 +218,14 @@ class Grounder(nn.Module):
                 cell_motion: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """frames uint8-valued float (B, 10, 3, S, S) at key_size; key_index (B,) long;
         cell_motion (B, 10, 256, 4) from :func:`auditor_lite.motion.cell_motion` when the config
-        asks for it."""
+        asks for it. One expression per clip; :meth:`encode_clip` + :meth:`ground` share a clip
+        between several."""
+        return self.ground(self.encode_clip(frames, key_index, log_mel, cell_motion), tokens, token_mask)
+
+    def encode_clip(self, frames: torch.Tensor, key_index: torch.Tensor, log_mel: torch.Tensor,
+                    cell_motion: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Everything that does not read the expression (about 3/4 of a training step's compute):
+        per clip and key frame, the visual tokens, the stride-4 features and the sound tracks."""
         c = self.config
         if c.cell_motion and cell_motion is None:
             raise ValueError("this grounder reads cell_motion (auditor_lite.motion.cell_motion of the frames)")
@@ -256,12 +263,11 @@ class Grounder(nn.Module):
         track = torch.einsum("btqk,btkd->bqtd", attention, tf)             # (B, 256, 10, d)
         seconds = self.log_mel_seconds(log_mel)
         audio = self.encode_audio(seconds)                                 # (B, 10, a)
-        extra = {}
+        clip = {"s4": s4, "track": track, "audio": audio}
         if c.cell_motion:   # each frame's cell motion, carried to the key-frame tokens by the tracker
             moved = torch.einsum("btqk,btkf->bqtf", attention, cell_motion[..., :1])   # (B, 256, 10, 1)
             loudness = seconds.mean((1, 3))                       # (B, 10): each second's mean level
-            motion_logits = self.motion_sounding(moved, loudness)                      # (B, 256, 10)
-            extra = {"moved": moved, "loudness": loudness}
+            clip.update(moved=moved, loudness=loudness, motion_logits=self.motion_sounding(moved, loudness))
         av = (self.av_visual(track) * audio.unsqueeze(1)).mean(2)         # (B, 256, a)
         profile = self.track_profile(track.flatten(2))                     # (B, 256, 64)
 
@@ -272,9 +278,21 @@ class Grounder(nn.Module):
             tokens_v = tokens_v + self.sound_in(torch.cat([sounding, sounding.mean(-1, keepdim=True),
                                                            sounding.amax(-1, keepdim=True)], -1))
         if c.cell_motion:
+            ml = clip["motion_logits"]
             tokens_v = tokens_v + self.motion_tokens(torch.cat(
-                [motion_logits, motion_logits.mean(-1, keepdim=True), motion_logits.amax(-1, keepdim=True)], -1))
-        tokens_v = tokens_v + self.audio_global(audio.flatten(1)).unsqueeze(1)
+                [ml, ml.mean(-1, keepdim=True), ml.amax(-1, keepdim=True)], -1))
+        clip["visual_tokens"] = tokens_v + self.audio_global(audio.flatten(1)).unsqueeze(1)
+        return clip
+
+    def ground(self, clip: dict[str, torch.Tensor], tokens: torch.Tensor, token_mask: torch.Tensor,
+               clip_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`encode_clip`'s features + the expressions' MiniLM token states -> the maps.
+        ``clip_index`` (E,) names each expression's clip (default: expression i reads clip i)."""
+        c = self.config
+        if clip_index is not None:
+            clip = {k: v.index_select(0, clip_index) for k, v in clip.items()}
+        tokens_v, s4 = clip["visual_tokens"], clip["s4"]
+        b, n, g, pos = tokens_v.shape[0], self.grid ** 2, self.grid, self.pos
         words, pad, slots = self.encode_words(tokens, token_mask)
 
         h1 = self.fuse1(tokens_v, words, pad)
@@ -287,7 +305,8 @@ class Grounder(nn.Module):
         h2 = self.fuse2(h1 + self.hop_in(hop), words, pad)
         coarse = torch.einsum("bnd,bd->bn", h2, self.target_query(slots[:, 0])) / math.sqrt(c.width)
         if c.cell_motion:
-            sounding_score = torch.stack([motion_logits.amax(-1), motion_logits.mean(-1)], -1)  # (B, n, 2)
+            ml = clip["motion_logits"]
+            sounding_score = torch.stack([ml.amax(-1), ml.mean(-1)], -1)                         # (B, n, 2)
             gate = SOUND_GATE_SCALE * self.sound_gate(slots[:, 0])                              # (B, 2)
             coarse = coarse + torch.einsum("bnk,bk->bn", sounding_score, gate)
 
@@ -298,10 +317,11 @@ class Grounder(nn.Module):
                                              mode="bilinear", align_corners=False)[:, 0]
         attn = coarse.softmax(-1)
         null_in = torch.cat([h2.mean(1), torch.einsum("bn,bnd->bd", attn, h2), slots[:, 0]], -1)
+        extra = {k: clip[k] for k in ("moved", "loudness") if k in clip}
         return {"target_logits": target_logits, "anchor_logits": anchor_logits.reshape(b, g, g),
                 "null_logit": self.null_head(null_in)[:, 0],
                 # for the auxiliaries
-                "tokens": h1, "track": track, "audio": audio, **extra}
+                "tokens": h1, "track": clip["track"], "audio": clip["audio"], **extra}
 
     def motion_sounding(self, moved: torch.Tensor, loudness: torch.Tensor) -> torch.Tensor:
         """(B, K, 10, 1) tracked vibration (per token, or pooled per object), (B, 10) loudness ->

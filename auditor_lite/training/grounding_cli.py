@@ -32,7 +32,10 @@ def _threads(n: int) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--max-minutes", type=float, default=55.0, show_default=True,
               help="Wall-clock budget of the training loop (the data cache is built before it).")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True,
+              help="Clips encoded per step.")
+@click.option("--per-clip", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Expressions read per encoded clip and step (they share its encoding).")
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-every-minutes", type=float, default=10.0, show_default=True)
@@ -52,7 +55,7 @@ def _threads(n: int) -> None:
 @click.option("--cell-motion", is_flag=True,
               help="Also read the block-matched cell vibration (auditor_lite/motion.py; on with --init).")
 @click.option("--threads", type=int, default=os.cpu_count() or 1, show_default=True)
-def train_grounding(bench, out_dir, max_minutes, batch_size, lr, seed, val_every_minutes, cache_root,
+def train_grounding(bench, out_dir, max_minutes, batch_size, per_clip, lr, seed, val_every_minutes, cache_root,
                     extra_per_clip, audio_dropout, val_fraction, init_dir, cell_motion, threads):
     """Train the grounding model (stage A) on BENCH's train split."""
     from auditor_lite.training.grounding_data import grounding_set
@@ -73,7 +76,7 @@ def train_grounding(bench, out_dir, max_minutes, batch_size, lr, seed, val_every
     if cell_motion and init_dir is None:
         from auditor_lite.model.grounder import GrounderConfig
         config = GrounderConfig(key_size=data.meta["size"], max_tokens=data.meta["max_tokens"], cell_motion=True)
-    summary = train_grounder(data, out_dir, minutes=max_minutes, batch_size=batch_size, lr=lr, seed=seed, config=config,
+    summary = train_grounder(data, out_dir, minutes=max_minutes, batch_size=batch_size, per_clip=per_clip, lr=lr, seed=seed, config=config,
                              val_every_minutes=val_every_minutes, audio_dropout=audio_dropout,
                              val_fraction=val_fraction, init_dir=init_dir, log=click.echo)
     click.echo(json.dumps(summary, indent=2))

@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from auditor_lite.model.grounder import Grounder, GrounderConfig, count_parameters
+from auditor_lite.training.grounding_batches import (batch_tensors, clip_groups, group_batch, model_inputs,
+                                                     silenced_positives)
 from auditor_lite.training.grounding_data import GroundingSet
 
-MIN_TARGET_SHARE = 0.004
 NULL_WEIGHT = 4.0
 # Share of text+vision expressions heard as silence in training: an edge box may get a clip with a
 # dead microphone, and the expressions that do not need audio must survive it. (The second run
@@ -40,65 +41,6 @@ NULL_WEIGHT = 4.0
 # as the referent (silenced_positives).
 AUDIO_DROPOUT = 0.1
 CUE_BUCKETS = ("sound", "time", "position", "appearance", "motion", "category")
-
-
-def batch_tensors(data: GroundingSet, rows: np.ndarray, rng: np.random.Generator | None,
-                  *, augment: bool, silence_audio: bool = False, text_rows: np.ndarray | None = None):
-    """Tensors for expressions ``rows``; ``rng`` None means the benchmark's key frames."""
-    clips = data.clip[rows].astype(np.int64)
-    order = np.argsort(clips, kind="stable")                 # sorted reads from the memmap
-    frames = np.empty((len(rows),) + data.frames.shape[1:], np.uint8)
-    instance = np.empty((len(rows),) + data.instance.shape[1:], np.uint8)
-    frames[order] = data.frames[clips[order]]
-    instance[order] = data.instance[clips[order]]
-    targets = data.target[rows].astype(np.int64)
-    kfid = data.kfid[rows].astype(np.int64)
-    if rng is not None:
-        size = instance.shape[-1] ** 2
-        for i in range(len(rows)):
-            if rng.random() < 0.5:
-                continue
-            if targets[i] >= 0:
-                share = (instance[i] == targets[i] + 1).reshape(10, -1).sum(1) / size
-                ok = np.nonzero(share >= MIN_TARGET_SHARE)[0]
-            else:
-                ok = np.arange(10)
-            if len(ok):
-                kfid[i] = int(ok[rng.integers(len(ok))])
-    x = torch.from_numpy(frames).permute(0, 1, 4, 2, 3).float()
-    if augment and rng is not None:               # same photometric change for the whole clip
-        gain = torch.from_numpy(rng.uniform(0.85, 1.15, (len(rows), 1, 1, 1, 1))).float()
-        shift = torch.from_numpy(rng.uniform(-20, 20, (len(rows), 1, 1, 1, 1))).float()
-        x = ((x - 128) * gain + 128 + shift).clamp(0, 255)
-    mel = torch.from_numpy(data.log_mel[data.mel_row[rows]].astype(np.float32))
-    if silence_audio:
-        mel = torch.full_like(mel, -100.0)
-    elif augment and rng is not None:
-        mel = mel + torch.from_numpy(rng.uniform(-4, 4, (len(rows), 1, 1))).float()
-    trow = rows if text_rows is None else text_rows
-    extra = {}
-    if "motion" in data.arrays:               # the same for every key frame of a clip
-        motion = np.empty((len(rows),) + data.motion.shape[1:], np.float16)
-        motion[order] = data.motion[clips[order]]
-        motion = torch.from_numpy(motion.astype(np.float32))
-        if augment and rng is not None:       # the match residual scales with the contrast
-            motion[..., 1] *= gain.view(-1, 1, 1)
-        extra["cell_motion"] = motion
-    inst_key = torch.from_numpy(instance[np.arange(len(rows)), kfid].astype(np.int64))
-    return {"frames": x, "key_index": torch.from_numpy(kfid), "log_mel": mel,
-            "tokens": torch.from_numpy(data.tokens[trow].astype(np.float32)),
-            "token_mask": torch.from_numpy(data.token_mask[trow].astype(np.float32)),
-            "instance": inst_key, "target": torch.from_numpy(targets),
-            "anchor": torch.from_numpy(data.anchor[rows].astype(np.int64)),
-            "sounding": torch.from_numpy(data.sounding[clips].astype(np.float32)),
-            "category": torch.from_numpy(data.category[clips].astype(np.int64)),
-            "num_objects": torch.from_numpy(data.num_objects[clips].astype(np.int64)), **extra}
-
-
-def model_inputs(batch: dict) -> tuple:
-    """The grounder's positional inputs from a batch_tensors dict."""
-    return (batch["frames"], batch["key_index"], batch["log_mel"], batch["tokens"], batch["token_mask"],
-            batch.get("cell_motion"))
 
 
 def object_fractions(instance: torch.Tensor, num_slots: int, cell: int) -> torch.Tensor:
@@ -227,11 +169,13 @@ def referent_report(data: GroundingSet, rows: np.ndarray, pred: dict) -> dict:
 
 
 def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: int = 16, lr: float = 2e-3,
+                   per_clip: int = 1,
                    seed: int = 0, val_fraction: float = 0.05, val_every_minutes: float = 10.0,
                    config: GrounderConfig | None = None, audio_dropout: float = AUDIO_DROPOUT,
                    init_dir=None, log=print) -> dict:
     """Train (or, with ``init_dir``, fine-tune: its weights, its held-out clips, and the modules this
-    config adds start at zero) a grounder within ``minutes``."""
+    config adds start at zero) a grounder within ``minutes``. A step encodes ``batch_size`` clips
+    and reads up to ``per_clip`` of each clip's expressions (:func:`group_batch`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -271,9 +215,11 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
     null_rows = train_rows[data.target[train_rows] < 0]
     own = int((~extra[train_rows]).sum())
     repeat = max(1, round(len(train_rows) / max(own, 1)))
-    epoch_pool = np.concatenate([train_rows] + [null_rows] * (repeat - 1))
+    groups = clip_groups(data, train_rows)
+    null_groups = [g for g in groups if data.target[g[0]] < 0]
+    epoch_pool = groups + null_groups * (repeat - 1)       # a null group is one expression
     needs_audio = np.array(data.meta["needs_audio"], bool)
-    epoch_rows = rng.permutation(epoch_pool)
+    epoch_order = rng.permutation(len(epoch_pool))
     pos = 0
     reserve = 30 + 0.03 * len(val_rows)            # seconds kept for the final validation
 
@@ -292,17 +238,14 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
         warm = min(1.0, (step + 1) / 100)
         for g in opt.param_groups:
             g["lr"] = lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
-        if pos + batch_size > len(epoch_rows):
-            epoch_rows, pos = rng.permutation(epoch_pool), 0
-        rows = epoch_rows[pos:pos + batch_size]
+        if pos + batch_size > len(epoch_order):
+            epoch_order, pos = rng.permutation(len(epoch_pool)), 0
+        step_groups = [epoch_pool[i] for i in epoch_order[pos:pos + batch_size]]
         pos += batch_size
-        b = batch_tensors(data, rows, rng, augment=True)
-        mute = (rng.random(len(rows)) < audio_dropout) & (data.target[rows] >= 0)
-        if mute.any():
-            b["log_mel"][torch.from_numpy(mute)] = -100.0
-            b["sounding"][torch.from_numpy(mute)] = 0.0          # silence: nothing is heard sounding
-            b["positives"] = silenced_positives(data, rows, mute & needs_audio[rows], max_objects)
-        out = model(*model_inputs(b))
+        b, rows = group_batch(data, step_groups, rng, per_group=per_clip, audio_dropout=audio_dropout,
+                              needs_audio=needs_audio, max_objects=max_objects)
+        clip = model.encode_clip(b["frames"], b["key_index"], b["log_mel"], b.get("cell_motion"))
+        out = model.ground(clip, b["tokens"], b["token_mask"], b["clip_index"])
         losses = grounding_losses(model, out, b, names, max_objects)
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
@@ -325,34 +268,11 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
         save_grounder(model, out_dir)
     summary = {"steps": step, "minutes": round((time.perf_counter() - started) / 60, 2), "best_val": best,
                "parameters": count_parameters(model), "batch_size": batch_size, "lr": lr, "seed": seed,
-               "audio_dropout": audio_dropout, "null_repeat": repeat,
+               "per_clip": per_clip, "audio_dropout": audio_dropout, "null_repeat": repeat,
                "train_expressions": int(len(train_rows)), "heldout_expressions": int(len(val_rows)),
                "data": Path(data.meta["bench"]).name}
     (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def silenced_positives(data: GroundingSet, rows: np.ndarray, unheard: np.ndarray,
-                       max_objects: int) -> torch.Tensor:
-    """(B, K + 1) referent sets; for an expression that needs the audio but hears silence, every
-    object it could still mean: those of the target's category if the expression names it, else
-    all of the scene's objects. Trained so, the model cannot pick "the one that is playing" from
-    the picture alone, and silencing the audio costs it exactly the expressions that need it."""
-    positives = np.zeros((len(rows), max_objects + 1), np.float32)
-    for i, e in enumerate(rows):
-        target = int(data.target[e])
-        positives[i, target + 1] = 1.0
-        if not unheard[i]:
-            continue
-        clip = int(data.clip[e])
-        cats = data.category[clip, :max_objects]
-        count = int(data.num_objects[clip])
-        name = data.categories[cats[target]].replace("_", " ") if cats[target] >= 0 else None
-        text = data.meta["expressions"][e].lower()
-        for k in range(min(count, max_objects)):
-            if name is None or name not in text or cats[k] == cats[target]:
-                positives[i, k + 1] = 1.0
-    return torch.from_numpy(positives)
 
 
 def hash_unit(text: str) -> float:
