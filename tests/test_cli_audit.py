@@ -15,7 +15,7 @@ from PIL import Image
 from auditor_lite.data.media import load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.eval.predictions import read_prediction_lines
-from auditor_lite.runtime import auditor as auditor_module
+from auditor_lite.runtime import model_dir as model_dir_module
 from auditor_lite.batch_audit import select_groups
 from auditor_lite.runtime.cli import SAMPLE_CLIP, audit, demo, select
 from auditor_lite.data.make_sample import folder_bytes, make_sample
@@ -227,7 +227,7 @@ def test_demo_prints_truth_and_writes_an_overlay(model_dir, tmp_path):
 
 
 def test_demo_without_a_model_says_how_to_get_one(monkeypatch, tmp_path):
-    monkeypatch.setattr(auditor_module, "DEFAULT_MODEL_DIR", tmp_path / "default_model")
+    monkeypatch.setattr(model_dir_module, "DEFAULT_MODEL_DIR", tmp_path / "default_model")
     result = CliRunner().invoke(demo, ["--out", str(tmp_path / "o.png")])
     assert result.exit_code == 1 and "auditor-lite export onnx" in result.output
     sample = tmp_path / "sample"

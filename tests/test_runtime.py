@@ -15,7 +15,7 @@ from auditor_lite import preprocess as pp
 from auditor_lite.data.schema import ACTIONS, MASK_TYPES
 from auditor_lite.manifest import ManifestError, update_manifest, write_manifest
 from auditor_lite.runtime import Auditor, InputError, ModelFileError, ModelNotFoundError
-from auditor_lite.runtime import auditor as auditor_module
+from auditor_lite.runtime import model_dir as model_dir_module
 from auditor_lite.runtime.backends import choose_providers
 from auditor_lite.runtime.results import build_results, softmax
 
@@ -238,7 +238,7 @@ def test_provider_order():
 
 
 def test_missing_default_model_says_how_to_build_one(monkeypatch, tmp_path):
-    monkeypatch.setattr(auditor_module, "DEFAULT_MODEL_DIR", tmp_path / "default_model")
+    monkeypatch.setattr(model_dir_module, "DEFAULT_MODEL_DIR", tmp_path / "default_model")
     with pytest.raises(ModelNotFoundError, match="auditor-lite export onnx"):
         Auditor.load()
     with pytest.raises(ModelNotFoundError, match="model directory not found"):

@@ -68,7 +68,7 @@ def bench(model_dir, checkpoint, mask_counts, repeats, warmup, threads, layouts,
     from auditor_lite.runtime import ModelNotFoundError
 
     if model_dir is None:
-        from auditor_lite.runtime.auditor import DEFAULT_MODEL_DIR
+        from auditor_lite.runtime.model_dir import DEFAULT_MODEL_DIR
         model_dir = DEFAULT_MODEL_DIR
     options = BenchOptions(model_dir=model_dir, checkpoint=checkpoint, mask_counts=mask_counts,
                            repeats=repeats, warmup=warmup, threads=threads, clip_dir=clip_dir, bench=bench,

@@ -132,10 +132,9 @@ def with_fused_graph(auditor, providers: list[str], threads: int):
     fused ``auditor`` graph (``Auditor.load`` prefers the split graphs when both exist)."""
     from auditor_lite.runtime import Auditor
 
-    # Auditor.load has no layout argument; its own graph opener checks the manifest contract.
-    graph = Auditor._open_graph(auditor.manifest, "auditor", auditor.precision, providers, threads)
-    return Auditor(auditor.model_dir, auditor.manifest, auditor.config, auditor.precision,
-                   {"auditor": graph}, auditor.text, auditor.calibration)
+    # Auditor.load has no layout argument; the same backend opens the graph and checks its contract.
+    graph = Auditor._open_graph(auditor.model, auditor.backend_impl, "auditor", auditor.precision)
+    return Auditor(auditor.model, auditor.precision, {"auditor": graph}, auditor.text, auditor.backend_impl)
 
 
 def onnx_variants(model_dir, precision: str, providers: list[str], threads: int,
@@ -180,10 +179,10 @@ class TorchAuditor:
         except ExportError as exc:
             raise DataError(Path(checkpoint), str(exc)) from None
         for name in ("frame_size", "key_size"):
-            if getattr(self.model.config, name) != auditor.config[name]:
+            if getattr(self.model.config, name) != getattr(auditor.config, name):
                 raise DataError(Path(checkpoint) / "config.json",
                                 f"{getattr(self.model.config, name)} differs from the model directory's "
-                                f"{auditor.config[name]}: not the checkpoint of {auditor.model_dir}", name)
+                                f"{getattr(auditor.config, name)}: not the checkpoint of {auditor.model_dir}", name)
         torch.set_num_threads(threads)
         self._torch = torch
         self.config = auditor.config

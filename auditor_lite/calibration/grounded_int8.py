@@ -35,7 +35,7 @@ def calibration_feeds(auditor: Auditor, bench, expressions: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(records), min(expressions, len(records)), replace=False)
     context_rows, masks_rows = [], []
-    size = auditor.config["key_size"]
+    size = auditor.config.key_size
     for i in np.sort(picks):
         record = records[int(i)]
         audio, rate = load_audio(record.clip.audio_path)

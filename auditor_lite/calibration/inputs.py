@@ -17,17 +17,11 @@ import numpy as np
 
 from auditor_lite.data.media import load_audio, load_frames, load_mask
 from auditor_lite.data.schema import CLIP_SAMPLES, DataError, ExpressionRecord
+from auditor_lite.graph_io import GRAPH_INPUTS, HEAD_OUTPUTS, LEGACY  # noqa: F401
 from auditor_lite.preprocess import (TEXT_EMBEDDING_DIM, prepare_audio, prepare_frames,
                                      prepare_key_frame, prepare_masks, prepare_text_embedding)
 
-# Graph contracts of docs/artifact.md (names are fixed).
-CLIP_INPUTS = ("frames", "key_frame", "audio", "text_embedding")
-GRAPH_INPUTS = {
-    "auditor": CLIP_INPUTS + ("masks",),
-    "context": CLIP_INPUTS,
-    "masks": ("context", "masks", "key_frame"),
-}
-HEAD_OUTPUTS = ("iou", "type_logits", "action_logits")
+CLIP_INPUTS = GRAPH_INPUTS[LEGACY]["context"]
 TOKENIZER_FILE = "tokenizer.json"
 
 

@@ -7,23 +7,12 @@ AuditorConfig. Torch-free: it only reads config attributes.
 
 from __future__ import annotations
 
+from auditor_lite.graph_io import GRAPH_INPUTS as GRAPH_IO_INPUTS
+from auditor_lite.graph_io import GRAPH_OUTPUTS, LEGACY, MASK_DIM, TEXT_ENCODER_INPUTS, TOKEN_DIM  # noqa: F401
 from auditor_lite.preprocess import TEXT_EMBEDDING_DIM
 
-MASK_DIM = "N"
-TOKEN_DIM = "T"
-GRAPH_INPUTS = {
-    "auditor": ("frames", "key_frame", "audio", "text_embedding", "masks"),
-    "context": ("frames", "key_frame", "audio", "text_embedding"),
-    "masks": ("context", "masks", "key_frame"),
-    "text_encoder": ("input_ids", "attention_mask"),
-}
-AUDITOR_GRAPHS = ("auditor", "context", "masks")
-GRAPH_OUTPUTS = {
-    "auditor": ("iou", "type_logits", "action_logits"),
-    "context": ("context",),
-    "masks": ("iou", "type_logits", "action_logits"),
-    "text_encoder": ("text_embedding", "token_states"),
-}
+GRAPH_INPUTS = {**GRAPH_IO_INPUTS[LEGACY], "text_encoder": TEXT_ENCODER_INPUTS}
+AUDITOR_GRAPHS = tuple(GRAPH_IO_INPUTS[LEGACY])
 
 
 def _tensor(name, shape, dtype="float32", value_range=None, note=None) -> dict:

@@ -28,20 +28,21 @@ from optimum.exporters.onnx import OnnxConfig
 from optimum.utils import DummyInputGenerator, NormalizedConfig
 from torch import nn
 
+from auditor_lite import graph_io
 from auditor_lite.data.schema import ACTIONS, MASK_TYPES, NUM_FRAMES
 from auditor_lite.export.contract import MASK_DIM, _tensor, text_encoder_contract
 from auditor_lite.export.exporter import ExportError, check_opset, export_with_optimum
 from auditor_lite.export.onnx_config import DEFAULT_OPSET
+from auditor_lite.graph_io import GRAPH_INPUTS, GRAPH_OUTPUTS, GROUNDED
 from auditor_lite.manifest import sha256_file, write_manifest
 from auditor_lite.model.grounded import CONTEXT_SIZE, GroundedAuditor, load_grounded
 from auditor_lite.motion import CELL, NUM_MOTION_FEATURES
 
-ARCHITECTURE = "grounded"
-GRAPHS = ("context", "masks")
+ARCHITECTURE = GROUNDED
+GRAPHS = tuple(GRAPH_INPUTS[GROUNDED])
 GRAPH_FILES = {"context": "context.onnx", "masks": "masks.onnx"}
-INPUTS = {"context": ("frames", "key_index", "log_mel", "tokens", "token_mask", "cell_motion"),
-          "masks": ("context", "masks", "key_frame")}
-OUTPUTS = {"context": ("context",), "masks": ("iou", "type_logits", "action_logits")}
+INPUTS = GRAPH_INPUTS[GROUNDED]
+OUTPUTS = {g: GRAPH_OUTPUTS[g] for g in GRAPHS}
 TOLERANCES = {"context": 2e-3, "iou": 1e-4, "type_logits": 1e-3, "action_logits": 1e-3}
 CHECK_MASK_COUNTS = (1, 13)
 LOG_MEL_FRAMES = 501
@@ -49,7 +50,7 @@ LOG_MEL_FRAMES = 501
 
 def graph_inputs(cfg: dict, graph: str) -> tuple[str, ...]:
     """The graph's inputs; ``cell_motion`` only for grounders that read it."""
-    return tuple(n for n in INPUTS[graph] if n != "cell_motion" or cfg.get("cell_motion"))
+    return graph_io.graph_inputs(GROUNDED, graph, bool(cfg.get("cell_motion")))
 
 
 def runtime_config(model: GroundedAuditor) -> dict:

@@ -1,4 +1,12 @@
-"""Inference backends: ONNX Runtime sessions on the best available execution provider.
+"""Inference backends: what runs a model directory's graphs.
+
+A backend opens a graph file as a :class:`Graph`: ``run(feed, outputs)``, the input/output specs to
+check against the manifest's contract, and the provider that actually serves it. The
+:class:`~auditor_lite.runtime.auditor.Auditor` receives one (default :class:`OnnxRuntimeBackend`),
+so a TensorRT engine runner or another runtime plugs in without touching the auditor, the session,
+calibration or the benchmarks.
+
+ONNX Runtime sessions run on the best available execution provider.
 
 Provider choice (``choose_providers``), best first among ``onnxruntime.get_available_providers()``:
 TensorRT (only for the ``int8-trt`` graph, the one built for it), CUDA, CPU. A provider list given
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -90,3 +99,43 @@ class OrtGraph:
 
     def run(self, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
         return self.session.run(outputs or self.output_names, feed)
+
+    def input_specs(self) -> list:
+        """The graph's inputs (``.name``, ``.shape``, ``.type``), for the contract check."""
+        return self.session.get_inputs()
+
+    def output_specs(self) -> list:
+        return self.session.get_outputs()
+
+
+class Graph(Protocol):
+    """One opened graph."""
+
+    path: Path
+    provider: str            # what serves it, after any fall-back
+    backend_name: str        # e.g. "onnxruntime cpu"
+
+    def run(self, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]: ...
+    def input_specs(self) -> list: ...
+    def output_specs(self) -> list: ...
+
+
+class Backend(Protocol):
+    """Opens graph files; one backend serves all the graphs of an auditor."""
+
+    def open(self, path: Path, precision: str | None) -> Graph: ...
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime: ``providers`` (default: the best available for each graph's precision) and
+    ``intra_op_threads`` (default: the number of CPUs) per session."""
+
+    def __init__(self, providers: list[str] | None = None, intra_op_threads: int | None = None):
+        self.requested = list(providers) if providers else None
+        self.intra_op_threads = intra_op_threads
+        if self.requested:            # fail at construction, naming what this build has
+            choose_providers("fp32", available_providers(), self.requested)
+
+    def open(self, path: Path, precision: str | None) -> OrtGraph:
+        chosen = choose_providers(precision or "fp32", available_providers(), self.requested)
+        return OrtGraph(path, chosen, self.intra_op_threads)

@@ -49,7 +49,7 @@ class ClipSession:
         self.auditor = auditor
         self.allow_silent = allow_silent
         if auditor.grounded:     # token states, validated and cached per expression
-            self.tokens = auditor.text.token_states(expression, auditor.config["max_tokens"])
+            self.tokens = auditor.text.token_states(expression, auditor.config.max_tokens)
         else:
             self.text_embedding = auditor.embed_text(expression)[None]
         self.expression = expression.strip()
@@ -113,11 +113,11 @@ class ClipSession:
                                  "frames a clip needs; push more frames first")
             audio = check_audio(self._audio, SAMPLE_RATE, allow_silent=self.allow_silent)
             cfg = self.auditor.config
-            self._prepared["frames"] = prepare_frames(np.stack(self._frames), cfg["frame_size"])
+            self._prepared["frames"] = prepare_frames(np.stack(self._frames), cfg.frame_size)
             self._prepared["audio"] = prepare_audio(audio, SAMPLE_RATE)
             if self.auditor.grounded:
                 self._prepared["log_mel"] = log_mel(self._prepared["audio"][0])[None]
-            if cfg.get("cell_motion"):    # once per window: it does not depend on the audited frame
+            if cfg.cell_motion:    # once per window: it does not depend on the audited frame
                 self._prepared["cell_motion"] = cell_motion(self._prepared["frames"][0] * 255.0)[None]
         return self._prepared
 
@@ -128,7 +128,7 @@ class ClipSession:
         with self._lock:
             stack, empty = check_masks(masks, self.frame_shape)
             inputs = self._inputs()
-            key_size = self.auditor.config["key_size"]
+            key_size = self.auditor.config.key_size
             mask_tensor = prepare_masks(stack, key_size)
             key = self.key_frame(frame_index)
             if self.auditor.split:
@@ -139,7 +139,7 @@ class ClipSession:
                 raw = self.auditor.run_fused({**inputs, "key_frame": key,
                                               "text_embedding": self.text_embedding, "masks": mask_tensor})
                 self.stats["fused_calls"] += 1
-        return build_results(*raw, self.auditor.config["mask_types"], self.auditor.config["actions"],
+        return build_results(*raw, self.auditor.config.mask_types, self.auditor.config.actions,
                              self.auditor.calibrate, frozenset(empty))
 
     def audit_latest(self, masks) -> list[AuditResult]:
@@ -150,7 +150,7 @@ class ClipSession:
         """The audited frame's tensor (1, 3, K, K), prepared once per window and frame."""
         if frame_index not in self._key_frames:
             self._key_frames[frame_index] = prepare_key_frame(self._frames[frame_index],
-                                                              self.auditor.config["key_size"])
+                                                              self.auditor.config.key_size)
         return self._key_frames[frame_index]
 
     def context_feed(self, frame_index: int) -> dict[str, np.ndarray]:

@@ -61,19 +61,14 @@ class LRUCache:
 class TextEmbedder:
     """``embed(expression)`` -> float32 ``(384,)``; ``graph`` is a runner of the text_encoder graph."""
 
-    def __init__(self, tokenizer_path, graph, cache_size: int = 1024):
-        from tokenizers import Tokenizer
+    def __init__(self, tokenizer, graph, cache_size: int = 1024):
+        """``tokenizer``: a loaded ``tokenizers.Tokenizer`` (:func:`model_dir.load_tokenizer`) or the
+        path of a ``tokenizer.json``."""
+        if not hasattr(tokenizer, "encode"):
+            from auditor_lite.runtime.model_dir import load_tokenizer
 
-        from auditor_lite.runtime.backends import ModelFileError
-
-        tokenizer_path = Path(tokenizer_path)
-        try:
-            self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        except Exception as exc:  # the Rust library raises a plain Exception for every parse error
-            raise ModelFileError(tokenizer_path, f"not a tokenizers JSON file ({exc})") from None
-        # One sentence at a time: no padding; truncation as in training.
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
+            tokenizer = load_tokenizer(Path(tokenizer))
+        self.tokenizer = tokenizer
         self.graph = graph
         self.cache = LRUCache(cache_size)
         self.encoder_calls = 0
