@@ -148,3 +148,33 @@ def test_shuffled_expressions_ablation_permutes_within_a_split(artifact, tmp_pat
     ious = [[json.loads(line)["iou"] for line in (tmp_path / f"{n}.jsonl").read_text().splitlines()]
             for n in ("plain", "shuffled")]
     assert np.abs(np.array(ious[0]) - np.array(ious[1])).max() > 1e-6   # other words, other answers
+
+
+@pytest.fixture(scope="module")
+def small_bench(tmp_path_factory):
+    from auditor_lite.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("bench") / "bench"
+    synthesize(root, clips=8, seed=1, procedural=True, size=64, progress=False, workers=1)
+    return root
+
+
+def test_int8_is_gated_through_the_runtime_and_installed_only_when_it_passes(artifact, small_bench, tmp_path):
+    from auditor_lite.calibration.grounded_int8 import int8_grounded
+    from auditor_lite.calibration.pipeline import GateFailed
+
+    out = tmp_path / "int8"
+    # a random tiny model: RMSE only (its class logits are within rounding of each other)
+    report = int8_grounded(artifact[0], small_bench, out, expressions=4, gate_expressions=3, max_f2_drop=100.0,
+                           log=lambda *_: None)
+    gate = report["gate"]
+    assert gate["passed"] and set(gate["scores"]) == {"fp32", "int8-cpu"} and gate["expressions"] == 3
+    int8 = Auditor.load(out)
+    assert int8.precision == "int8-cpu" and int8.split and int8.manifest.data["int8"]["gate"]["passed"]
+    assert not (tmp_path / ".int8.partial").exists()
+    # a gate that cannot pass: nothing installed, the partial directory kept for inspection
+    refused = tmp_path / "refused"
+    with pytest.raises(GateFailed, match="FAIL"):
+        int8_grounded(artifact[0], small_bench, refused, expressions=4, gate_expressions=3,
+                      max_rmse_increase=-1.0, log=lambda *_: None)
+    assert not refused.exists() and (tmp_path / ".refused.partial" / "manifest.json").is_file()

@@ -54,7 +54,8 @@ def _is_grounded(model: Path) -> bool:
               help="Fail unless INT8 stays within the RMSE / F2 tolerances of FP32.")
 @click.option("--gate-split", type=click.Choice(["test_s", "test_u"]), default="test_s", show_default=True)
 @click.option("--max-expressions", type=click.IntRange(1), default=None,
-              help="Audit only the first N expressions of each test split (speed).")
+              help="Audit only the first N expressions of each test split (speed; grounded models "
+                   "gate on the first 300 by default).")
 @click.option("--max-rmse-increase", type=click.FloatRange(0), default=DEFAULT_MAX_RMSE_INCREASE,
               show_default=True, help="Gate: allowed rise of the overall IoU RMSE.")
 @click.option("--max-f2-drop", type=click.FloatRange(0), default=DEFAULT_MAX_F2_DROP, show_default=True,
@@ -88,7 +89,13 @@ def int8(model, bench, out, method, samples, flavour, keep_fp32, run_gate, gate_
         try:
             report = int8_grounded(model, bench, out, flavour=flavour,
                                    method="percentile" if method == "minmax" else method,
-                                   overwrite=overwrite, log=_echo)
+                                   overwrite=overwrite, run_gate=run_gate, gate_split=gate_split,
+                                   gate_expressions=max_expressions or 300,
+                                   max_rmse_increase=max_rmse_increase, max_f2_drop=max_f2_drop,
+                                   progress=not quiet, log=_echo)
+        except GateFailed as exc:
+            _echo(exc.hint)  # the score table and the deltas were printed as the gate ran
+            sys.exit(1)
         except (QuantizationError, DataError, ManifestError, ValueError, FileExistsError) as exc:
             raise click.ClickException(str(exc)) from None
         _echo(f"wrote {out} ({report['seconds']} s); compare precisions with `auditor-lite audit --bench "

@@ -31,12 +31,13 @@ from typing import Callable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from auditor_lite.calibration.inputs import (CLIP_INPUTS, InputSizes, TextEmbedder, candidate_masks,
-                                             clip_inputs)
-from auditor_lite.data.media import load_frames
+from auditor_lite.data.media import load_audio, load_frames, load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.data.schema import MASK_TYPES, Candidate, DataError, ExpressionRecord
+from auditor_lite.graph_io import GRAPH_INPUTS, LEGACY
+from auditor_lite.preprocess import prepare_masks
 
+CLIP_INPUTS = GRAPH_INPUTS[LEGACY]["context"]
 SAMPLES_FILE = "calibration_samples.npz"
 DEFAULT_SAMPLES = 512
 
@@ -196,10 +197,12 @@ def select_stratified(records: list[ExpressionRecord], samples: int,
     return [(records[p], by_record[p]) for p in sorted(by_record)]
 
 
-def build_samples(bench, sizes: InputSizes, embedder: TextEmbedder, samples: int = DEFAULT_SAMPLES,
-                  split: str = "train", seed: int = 0, progress: bool = True) -> CalibrationSamples:
+def build_samples(bench, auditor, samples: int = DEFAULT_SAMPLES, split: str = "train", seed: int = 0,
+                  progress: bool = True) -> CalibrationSamples:
     """Decode and preprocess the stratified selection of ``split`` (train mode for ``train``,
-    image mode for a test split)."""
+    image mode for a test split) through ``auditor``'s own session (an FP32
+    :class:`~auditor_lite.runtime.Auditor` of the directory being quantized): the graphs are
+    calibrated on exactly the tensors the runtime will feed them."""
     benchmark = Benchmark(bench)
     mode = "train" if split == "train" else "image"
     records = list(benchmark.records(split, mode))
@@ -208,12 +211,16 @@ def build_samples(bench, sizes: InputSizes, embedder: TextEmbedder, samples: int
     selection = select_stratified(records, samples, seed)
     clip_arrays: dict[str, list] = {name: [] for name in CLIP_INPUTS}
     masks, clip_index, mask_type, cand_id, iou, uids = [], [], [], [], [], []
+    key_size = auditor.config.key_size
     for c, (record, cands) in enumerate(tqdm(selection, desc=f"calibration samples {split}",
                                              unit="expr", file=sys.stderr, disable=not progress)):
-        inputs = clip_inputs(record, sizes, embedder.embed(record.exp), load_frames(record.clip))
+        wave, rate = load_audio(record.clip.audio_path)
+        session = auditor.session(record.exp, load_frames(record.clip), wave, sample_rate=rate,
+                                  allow_silent=True)
+        inputs = session.context_feed(record.kfid)
         for name in CLIP_INPUTS:
             clip_arrays[name].append(inputs[name][0])
-        masks.append(candidate_masks(cands, sizes.key_size))
+        masks.append(np.concatenate([prepare_masks(load_mask(x.mask_path), key_size) for x in cands]))
         clip_index += [c] * len(cands)
         mask_type += [x.mask_type for x in cands]
         cand_id += [x.cand_id for x in cands]

@@ -1,7 +1,8 @@
 """The accuracy gate: INT8 graphs against the FP32 graph on the benchmark, scored by the protocol.
 
-Every graph runs in ONNX Runtime (CPU) on the same decoded inputs (one decode per expression,
-image mode: each expression's key-frame candidates in one call of N masks). Predictions are
+Every graph runs through the public runtime path (``Auditor`` -> ``ClipSession.raw_outputs``, the
+call that ``Auditor.audit`` formats), so the gate measures exactly what ships; each expression is
+decoded once and its key-frame candidates audited in one call of N masks (image mode). Predictions are
 scored with :mod:`auditor_lite.eval.protocol` and the headline numbers compared with FP32's:
 a quantized graph fails when its overall IoU RMSE is higher by more than ``max_rmse_increase``
 (0.01) or its macro F2-M / F2-A is lower by more than ``max_f2_drop`` points (1). Output-level
@@ -18,30 +19,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from auditor_lite.calibration.inputs import (CLIP_INPUTS, HEAD_OUTPUTS, InputSizes, TextEmbedder,
-                                             candidate_masks, clip_inputs, ort_session)
-from auditor_lite.data.media import load_frames
-from auditor_lite.data.schema import ACTIONS, MASK_TYPES, ExpressionRecord
+from auditor_lite.data.media import load_frames, load_mask
+from auditor_lite.data.schema import ACTIONS, MASK_TYPES, SAMPLE_RATE, ExpressionRecord
+from auditor_lite.graph_io import HEAD_OUTPUTS
+from auditor_lite.preprocess import prepare_audio
+from auditor_lite.runtime.files import load_audio_file
 from auditor_lite.eval.predictions import Prediction, PredictionKey, write_predictions
 from auditor_lite.eval.protocol import GroundTruthTable, evaluate_method
 
 DEFAULT_MAX_RMSE_INCREASE = 0.01
 DEFAULT_MAX_F2_DROP = 1.0  # F2 points (F2 x 100)
 PROB_DECIMALS = 5
-
-
-@dataclass(frozen=True)
-class GraphSpec:
-    """A graph to run: a fused ``auditor`` file, or a split ``context`` + ``masks`` pair."""
-
-    name: str
-    fused: Path | None = None
-    context: Path | None = None
-    masks: Path | None = None
-
-    def __post_init__(self):
-        if (self.fused is None) == (self.context is None or self.masks is None):
-            raise ValueError(f"graph {self.name!r}: give either a fused file or context + masks files")
 
 
 @dataclass
@@ -71,39 +59,23 @@ class GraphRun:
         return self._stack(2, len(ACTIONS))
 
 
-class _Runner:
-    def __init__(self, spec: GraphSpec, threads: int):
-        self.spec = spec
-        if spec.fused is not None:
-            self.fused = ort_session(spec.fused, threads)
-        else:
-            self.context = ort_session(spec.context, threads)
-            self.masks = ort_session(spec.masks, threads)
-
-    def __call__(self, inputs: dict) -> list[np.ndarray]:
-        if self.spec.fused is not None:
-            return self.fused.run(list(HEAD_OUTPUTS), inputs)
-        context = self.context.run(["context"], {k: inputs[k] for k in CLIP_INPUTS})[0]
-        return self.masks.run(list(HEAD_OUTPUTS), {"context": context, "masks": inputs["masks"],
-                                                   "key_frame": inputs["key_frame"]})
-
-
-def run_graphs(specs: list[GraphSpec], records: list[ExpressionRecord], sizes: InputSizes,
-               embedder: TextEmbedder, threads: int = 2, progress: bool = True,
-               label: str = "audit") -> dict[str, GraphRun]:
-    """Run every graph on every record's key-frame candidates; inputs are decoded once."""
-    runners = [_Runner(spec, threads) for spec in specs]
-    runs = {spec.name: GraphRun() for spec in specs}
+def run_auditors(auditors: dict, records: list[ExpressionRecord], progress: bool = True,
+                 label: str = "audit") -> dict[str, GraphRun]:
+    """Audit every record's key-frame candidates with every auditor (``{name: Auditor}``), from
+    one decode of the frames, the audio and the masks; raw outputs before the score calibration."""
+    runs = {name: GraphRun() for name in auditors}
     for record in tqdm(records, desc=label, unit="expr", file=sys.stderr, disable=not progress):
         candidates = [c for c in record.candidates if c.frame == record.kfid]
         if not candidates:
             continue
-        inputs = clip_inputs(record, sizes, embedder.embed(record.exp), load_frames(record.clip))
-        inputs["masks"] = candidate_masks(candidates, sizes.key_size)
+        frames = load_frames(record.clip)
+        audio = prepare_audio(load_audio_file(record.clip.audio_path), SAMPLE_RATE)[0]
+        masks = [load_mask(c.mask_path) for c in candidates]
         keys = [(record.uid, c.frame, c.cand_id) for c in candidates]
-        for runner in runners:
-            iou, type_logits, action_logits = runner(inputs)
-            run = runs[runner.spec.name]
+        for name, auditor in auditors.items():
+            session = auditor.session(record.exp, frames, audio, allow_silent=True)
+            (iou, type_logits, action_logits), _ = session.raw_outputs(masks, record.kfid)
+            run = runs[name]
             run.keys += keys
             run.true_iou += [c.iou_to_gt for c in candidates]
             run.uids += [record.uid] * len(candidates)

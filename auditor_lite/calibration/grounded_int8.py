@@ -5,6 +5,12 @@ session: frames, numpy log-mel, token states; the masks graph is calibrated on t
 graph's outputs), from train-split expressions of a benchmark, never from a test split. The
 quantization itself is :func:`auditor_lite.calibration.quantize.quantize_graph` (Optimum's
 ``ORTQuantizer`` ranges, ``quant_pre_process`` first, the output heads kept in float).
+
+The accuracy gate then audits ``gate_split`` image expressions with the FP32 and the INT8 model
+directory as the runtime opens them (:func:`auditor_lite.calibration.gate.run_auditors`) and
+refuses INT8 that loses more than the tolerances. The directory is built next to ``out``
+(``.NAME.partial``) and renamed into place only when the gate passed; a refused one stays there for
+inspection.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from auditor_lite.calibration.dataset import CalibrationRows
+from auditor_lite.calibration.gate import (DEFAULT_MAX_F2_DROP, DEFAULT_MAX_RMSE_INCREASE, format_gate, gate,
+                                           run_auditors)
 from auditor_lite.calibration.quantize import FLAVOURS, preprocess_graph, quantize_graph, write_ranges
 from auditor_lite.data.media import load_audio, load_frames, load_mask
 from auditor_lite.data.reader import Benchmark
+from auditor_lite.eval.protocol import ground_truth_table
 from auditor_lite.manifest import update_manifest
 from auditor_lite.preprocess import prepare_masks
 from auditor_lite.runtime.auditor import Auditor
@@ -58,29 +67,58 @@ def _rows(graph: str, rows: list[dict]) -> CalibrationRows:
 
 
 def int8_grounded(model_dir, bench, out, *, expressions: int = 48, flavour: str = "cpu",
-                  method: str = "percentile", overwrite: bool = False, log=print) -> dict:
-    """Copy ``model_dir`` to ``out`` and add INT8 context and masks graphs (the new default)."""
+                  method: str = "percentile", overwrite: bool = False, run_gate: bool = True,
+                  gate_split: str = "test_s", gate_expressions: int | None = 300,
+                  max_rmse_increase: float = DEFAULT_MAX_RMSE_INCREASE, max_f2_drop: float = DEFAULT_MAX_F2_DROP,
+                  progress: bool = False, log=print) -> dict:
+    """Copy ``model_dir`` to ``out`` and add INT8 context and masks graphs (the new default), gated."""
+    from auditor_lite.calibration.pipeline import GateFailed
+
     model_dir, out = Path(model_dir), Path(out)
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    shutil.copytree(model_dir, out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
+    benchmark = Benchmark(bench)
+    if run_gate and (gate_split, "image") not in benchmark.available():
+        raise ValueError(f"{benchmark.json_path(gate_split, 'image')}: the gate split is missing; choose "
+                         "another --gate-split or pass --no-gate")
+    staging = out.parent / f".{out.name}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(model_dir, staging)
     started = time.perf_counter()
-    auditor = Auditor.load(out, precision="fp32", intra_op_threads=2)
+    auditor = Auditor.load(staging, precision="fp32", intra_op_threads=2)
     context_rows, masks_rows = calibration_feeds(auditor, bench, expressions)
     log(f"int8: {len(context_rows)} clips and {len(masks_rows)} masks from {bench}'s train split")
     report = {"calibration": {"clips": len(context_rows), "masks": len(masks_rows), "method": method}}
     graphs = {}
+    precision = f"int8-{flavour}"
     with tempfile.TemporaryDirectory(prefix="auditor-int8-") as work:
         for graph, rows in (("context", context_rows), ("masks", masks_rows)):
-            pre = preprocess_graph(out / f"{graph}.onnx", Path(work) / f"{graph}.pre.onnx")
-            target = out / GRAPH_FLAVOUR_FILES[flavour].format(graph=graph)
+            pre = preprocess_graph(staging / f"{graph}.onnx", Path(work) / f"{graph}.pre.onnx")
+            target = staging / GRAPH_FLAVOUR_FILES[flavour].format(graph=graph)
             result = quantize_graph(pre, target, graph, FLAVOURS[flavour], _rows(graph, rows), method)
-            write_ranges(result, out / "calibration")
-            graphs[graph] = {f"int8-{flavour}": target.name}
+            write_ranges(result, staging / "calibration")
+            graphs[graph] = {precision: target.name}
             report[graph] = result.summary()
             log(f"  {graph}: {target.stat().st_size / 1e6:.2f} MB in {result.seconds:.0f} s")
-    update_manifest(out, graphs=graphs, default_precision=f"int8-{flavour}", int8=report)
+    update_manifest(staging, graphs=graphs, default_precision=precision, int8=report)
+    if run_gate:
+        records = [r for r in benchmark.records(gate_split, "image") if r.candidates][:gate_expressions]
+        auditors = {name: Auditor.load(staging, precision=name, intra_op_threads=2, verify=False)
+                    for name in ("fp32", precision)}
+        runs = run_auditors(auditors, records, progress, f"gate {gate_split} image")
+        config = auditors["fp32"].config
+        verdict = gate(runs, "fp32", ground_truth_table(records, gate_split, "image"), config.mask_types,
+                       config.actions, max_rmse_increase, max_f2_drop)
+        table = format_gate(verdict)
+        log(f"accuracy gate on {gate_split}/image ({len(records)} expressions):\n{table}")
+        report["gate"] = {"split": gate_split, "expressions": len(records), **verdict.to_json()}
+        update_manifest(staging, int8=report)
+        if not verdict.passed:
+            raise GateFailed(table, f"the INT8 directory was not installed; inspect {staging}")
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report

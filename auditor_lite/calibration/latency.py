@@ -1,6 +1,7 @@
 """Side-by-side ONNX Runtime latency of the fused graphs (FP32 against INT8) at a fixed mask count.
 
-The sessions are timed in the same process, interleaved round by round (every graph once per
+Each graph runs through its fused-layout ``Auditor`` (the runtime's backend and session options),
+timed in the same process, interleaved round by round (every graph once per
 round), so that drifts of a shared CPU hit every graph alike; the median over rounds is reported.
 Inputs are a real calibration clip with ``num_masks`` of its masks (cycled when it has fewer).
 """
@@ -13,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from auditor_lite.calibration.dataset import CalibrationSamples
-from auditor_lite.calibration.inputs import CLIP_INPUTS, HEAD_OUTPUTS, ort_session
+from auditor_lite.calibration.dataset import CLIP_INPUTS, CalibrationSamples
 
 DEFAULT_MASKS = 13  # MQ-RAVSBench's mean candidates per expression
 DEFAULT_ROUNDS = 20
@@ -34,20 +34,22 @@ def fused_feeds(samples: CalibrationSamples, num_masks: int = DEFAULT_MASKS) -> 
     return feeds
 
 
-def compare_fused(graphs: dict[str, Path], samples: CalibrationSamples, num_masks: int = DEFAULT_MASKS,
-                  rounds: int = DEFAULT_ROUNDS, threads: int = 2) -> dict:
-    """``{graph: {"median_ms", "min_ms", "bytes"}, "num_masks", "threads", "rounds"}``."""
+def compare_fused(auditors: dict, samples: CalibrationSamples, num_masks: int = DEFAULT_MASKS,
+                  rounds: int = DEFAULT_ROUNDS) -> dict:
+    """``auditors``: ``{name: Auditor}`` with the fused layout. Returns ``{"graphs": {name:
+    {"median_ms", "min_ms", "bytes"}}, "num_masks", "threads", "rounds"}``."""
     feeds = fused_feeds(samples, num_masks)
-    sessions = {name: ort_session(path, threads) for name, path in graphs.items()}
-    times: dict[str, list[float]] = {name: [] for name in sessions}
+    times: dict[str, list[float]] = {name: [] for name in auditors}
     for round_index in range(WARMUP_ROUNDS + rounds):
-        for name, session in sessions.items():
+        for name, auditor in auditors.items():
             start = time.perf_counter()
-            session.run(list(HEAD_OUTPUTS), feeds)
+            auditor.run_fused(feeds)
             if round_index >= WARMUP_ROUNDS:
                 times[name].append(1e3 * (time.perf_counter() - start))
     report = {name: {"median_ms": statistics.median(t), "min_ms": min(t),
-                     "bytes": Path(graphs[name]).stat().st_size} for name, t in times.items()}
+                     "bytes": Path(auditors[name].graphs["auditor"].path).stat().st_size}
+              for name, t in times.items()}
+    threads = next(iter(auditors.values())).backend_impl.intra_op_threads if auditors else None
     return {"graphs": report, "num_masks": num_masks, "threads": threads, "rounds": rounds}
 
 

@@ -18,14 +18,13 @@ from typing import Callable
 
 from auditor_lite.calibration import dataset as ds
 from auditor_lite.calibration import latency, quantize, score, sensitivity
-from auditor_lite.calibration.gate import (DEFAULT_MAX_F2_DROP, DEFAULT_MAX_RMSE_INCREASE, GraphSpec,
-                                           format_gate, gate, run_graphs, write_run_predictions)
+from auditor_lite.calibration.gate import (DEFAULT_MAX_F2_DROP, DEFAULT_MAX_RMSE_INCREASE, format_gate,
+                                           gate, run_auditors, write_run_predictions)
 from auditor_lite.calibration.heldout import score_calibration_records
-from auditor_lite.calibration.inputs import InputSizes, TextEmbedder, ort_session
 from auditor_lite.data.reader import TEST_SPLITS, Benchmark
 from auditor_lite.eval.protocol import ground_truth_table
-from auditor_lite.manifest import (MANIFEST_FILE, contract_problems, load_manifest, update_manifest,
-                                   write_manifest)
+from auditor_lite.manifest import MANIFEST_FILE, ManifestError, load_manifest, update_manifest, write_manifest
+from auditor_lite.runtime.auditor import Auditor
 
 CALIBRATION_DIR = "calibration"
 SPLIT_GRAPHS = ("auditor", "context", "masks")
@@ -132,14 +131,12 @@ def _stage(model: Path, out: Path, manifest) -> Path:
 
 
 def _quantize_all(staging: Path, work: Path, samples: ds.CalibrationSamples, opts: Int8Options,
-                  result: Int8Result) -> dict:
+                  result: Int8Result, fp32_auditor: Auditor) -> dict:
     """Every requested (graph, flavour); returns ``{graph: {precision: file}}``."""
     fp32 = _fp32_files(staging)
     pre = {g: quantize.preprocess_graph(fp32[g], work / f"{g}.pre.onnx") for g in SPLIT_GRAPHS}
     rows = {"auditor": ds.fused_rows(samples), "context": ds.context_rows(samples)}
-    context_session = ort_session(fp32["context"], opts.threads)
-    contexts = [context_session.run(["context"], {k: v[None] for k, v in row.items()})[0][0]
-                for row in ds.context_rows(samples)]
+    contexts = [fp32_auditor.run_context({k: v[None] for k, v in row.items()})[0] for row in ds.context_rows(samples)]
     rows["masks"] = ds.masks_rows(samples, contexts)
     graphs: dict[str, dict[str, str]] = {}
     summaries = []
@@ -179,18 +176,20 @@ def _fp32_files(staging: Path) -> dict[str, Path]:
     return {g: staging / graphs[g]["fp32"] for g in SPLIT_GRAPHS}
 
 
-def _check_contracts(staging: Path, graphs: dict) -> None:
-    """Each INT8 graph must keep its FP32 graph's contract (pre-processing must not bake in N)."""
-    data = json.loads((staging / MANIFEST_FILE).read_text(encoding="utf-8"))
-    for graph, flavours in graphs.items():
-        for name in flavours.values():
-            session = ort_session(staging / name, 1)
-            contract = data["contract"][graph]
-            problems = (contract_problems(contract["inputs"], session.get_inputs(), "input")
-                        + contract_problems(contract["outputs"], session.get_outputs(), "output"))
-            if problems:
-                raise Int8Error(f"{staging / name}: quantized graph breaks the {graph} contract: "
-                                + "; ".join(problems))
+def _open_auditors(staging: Path, graphs: dict, opts: Int8Options) -> dict[str, Auditor]:
+    """Every graph to gate, opened by the runtime exactly as a user's ``Auditor.load`` would (which
+    also checks each against the contract: pre-processing must not bake in N): ``fp32`` and each
+    INT8 precision with the fused graph, ``<precision>-split`` with the split pair."""
+    auditors = {}
+    layouts = [("fp32", "fp32", "fused")] + [(p, p, "fused") for p in graphs.get("auditor", {})]
+    layouts += [(f"{p}-split", p, "split") for p in graphs.get("context", {})]
+    for name, precision, layout in layouts:
+        try:
+            auditors[name] = Auditor.load(staging, precision=precision, layout=layout,
+                                          intra_op_threads=opts.threads, verify=False)
+        except ManifestError as exc:
+            raise Int8Error(f"quantized graph breaks the {precision} contract: {exc}") from None
+    return auditors
 
 
 def run_int8(model, bench, out, opts: Int8Options | None = None) -> Int8Result:
@@ -232,11 +231,10 @@ def run_int8(model, bench, out, opts: Int8Options | None = None) -> Int8Result:
 def _build(staging: Path, benchmark: Benchmark, held, opts: Int8Options) -> Int8Result:
     started = time.perf_counter()
     result = Int8Result(out=staging, echo=opts.echo)
-    sizes = InputSizes.from_model_dir(staging)
-    embedder = TextEmbedder(staging, opts.threads)
-    result.say(f"text embeddings: {embedder.source}")
-    samples = ds.build_samples(benchmark.root, sizes, embedder, opts.samples, "train", opts.seed,
-                               opts.progress)
+    # opened before anything is added: the runtime refuses files its manifest does not list
+    fp32 = Auditor.load(staging, precision="fp32", intra_op_threads=opts.threads, verify=False)
+    result.say(f"inputs through the runtime: {fp32.backend}; text: the directory's text encoder")
+    samples = ds.build_samples(benchmark.root, fp32, opts.samples, "train", opts.seed, opts.progress)
     seconds = {"samples": time.perf_counter() - started}
     if opts.keep_samples:
         samples.save(staging / CALIBRATION_DIR / ds.SAMPLES_FILE)
@@ -247,25 +245,25 @@ def _build(staging: Path, benchmark: Benchmark, held, opts: Int8Options) -> Int8
                    f"(--samples {opts.samples} asked for more)")
     tick = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="auditor-int8-") as work:
-        graphs = _quantize_all(staging, Path(work), samples, opts, result)
+        graphs = _quantize_all(staging, Path(work), samples, opts, result, fp32)
     seconds["quantization"] = time.perf_counter() - tick
-    _check_contracts(staging, graphs)
+    # list the new graphs (still not the default) so that the runtime opens them as it will ship
+    update_manifest(staging, graphs=graphs)
+    auditors = _open_auditors(staging, graphs, opts)
     default = "int8-cpu" if "cpu" in opts.flavours else "int8-trt"
-    runtime = _runtime_spec(staging, graphs, default)
+    runtime = f"{default}-split" if f"{default}-split" in auditors else default
     tick = time.perf_counter()
-    test_runs = _test_and_gate(staging, benchmark, graphs, runtime, held, sizes, embedder, opts, result)
+    test_runs = _test_and_gate(staging, benchmark, auditors, runtime, held, opts, result)
     seconds["gate"] = time.perf_counter() - tick
     tick = time.perf_counter()
     result.say(f"score calibration data: {held.description}")
-    calib = _score_calibration(staging, runtime, held, test_runs, sizes, embedder, opts)
+    calib = _score_calibration(staging, auditors, runtime, held, test_runs, opts)
     seconds["score_calibration"] = time.perf_counter() - tick
     result.report["score_calibration"] = calib.to_json()
     result.say(score.format_calibration(calib))
     if opts.latency_rounds > 0:
-        fused = {"fp32": _fp32_files(staging)["auditor"]}
-        fused.update({p: staging / f for p, f in graphs["auditor"].items()})
-        result.report["latency"] = latency.compare_fused(fused, samples, rounds=opts.latency_rounds,
-                                                         threads=opts.threads)
+        fused = {name: a for name, a in auditors.items() if not a.split}
+        result.report["latency"] = latency.compare_fused(fused, samples, rounds=opts.latency_rounds)
         result.say(latency.format_latency(result.report["latency"]))
     seconds["build"] = time.perf_counter() - started
     result.report.update({"method": opts.method, "samples": len(samples), "clips": samples.num_clips,
@@ -288,17 +286,7 @@ def _labels(staging: Path) -> tuple[str, list[str], list[str]]:
     return name, config["mask_types"], config["actions"]
 
 
-def _runtime_spec(staging: Path, graphs: dict, precision: str) -> GraphSpec:
-    """What the runtime runs at ``precision``: the split graphs when both exist (it caches the
-    context), else the fused graph. The score calibration is fitted on its outputs."""
-    if precision in graphs.get("context", {}) and precision in graphs.get("masks", {}):
-        return GraphSpec(f"{precision}-split", context=staging / graphs["context"][precision],
-                         masks=staging / graphs["masks"][precision])
-    return GraphSpec(precision, fused=staging / graphs["auditor"][precision])
-
-
-def _test_and_gate(staging, benchmark, graphs, runtime: GraphSpec, held, sizes, embedder, opts,
-                   result) -> dict:
+def _test_and_gate(staging, benchmark, auditors: dict, runtime: str, held, opts, result) -> dict:
     """Run the graphs on each test split (image mode); gate on ``opts.gate_split``.
 
     Every graph (FP32, each fused INT8, the split INT8 pair) runs on the gate split; the other
@@ -306,22 +294,15 @@ def _test_and_gate(staging, benchmark, graphs, runtime: GraphSpec, held, sizes, 
     score calibration is fitted on are left out. Returns ``{split: GraphRun of runtime}``.
     """
     name, mask_types, actions = _labels(staging)
-    specs = [runtime]
-    if opts.run_gate:
-        specs = [GraphSpec("fp32", fused=_fp32_files(staging)["auditor"])]
-        specs += [GraphSpec(p, fused=staging / f) for p, f in graphs["auditor"].items()]
-        specs += [_runtime_spec(staging, graphs, p) for p in graphs.get("context", {})]
-        if runtime.name not in [s.name for s in specs]:
-            specs.append(runtime)
     predictions_dir = staging / CALIBRATION_DIR / "predictions"
     test_runs = {}
     for split in [s for s in TEST_SPLITS if (s, "image") in benchmark.available()]:
         records = [r for r in benchmark.records(split, "image") if r.uid not in held.fit_uids]
         records = records[: opts.max_expressions] if opts.max_expressions else records
         gating = opts.run_gate and split == opts.gate_split
-        runs = run_graphs(specs if gating else [runtime], records, sizes, embedder, opts.threads,
-                          opts.progress, f"{split} image")
-        test_runs[split] = runs[runtime.name]
+        chosen = auditors if gating else {runtime: auditors[runtime]}
+        runs = run_auditors(chosen, records, opts.progress, f"{split} image")
+        test_runs[split] = runs[runtime]
         if not gating:
             continue
         for precision, run in runs.items():
@@ -342,26 +323,26 @@ def _test_and_gate(staging, benchmark, graphs, runtime: GraphSpec, held, sizes, 
     return test_runs
 
 
-def _score_calibration(staging, runtime: GraphSpec, held, test_runs, sizes, embedder,
+def _score_calibration(staging, auditors: dict, runtime: str, held, test_runs,
                        opts) -> score.ScoreCalibration:
     """Fit on the held-out records, report coverage on the test runs, save; the calibrated
     predictions of the gate split are written next to the raw ones."""
-    run = run_graphs([runtime], held.records, sizes, embedder, opts.threads, opts.progress,
-                     "score calibration")[runtime.name]
+    run = run_auditors({runtime: auditors[runtime]}, held.records, opts.progress,
+                       "score calibration")[runtime]
     if len(set(run.uids)) < 2:
         raise Int8Error(f"score calibration: {held.description} gives {len(set(run.uids))} expression(s) "
                         "with candidates; at least 2 are needed (one per half)")
     calib = score.fit_score_calibration(run.iou, run.true_iou, run.uids, opts.coverage, opts.seed,
                                         fit_on=held.description)
-    calib.extra["graph"] = " + ".join(p.name for p in (runtime.fused, runtime.context, runtime.masks) if p)
+    calib.extra["graph"] = " + ".join(g.path.name for g in auditors[runtime].graphs.values())
     name, mask_types, actions = _labels(staging)
     for split, test_run in test_runs.items():
         calib.extra.setdefault("test", {})[f"{split}/image"] = score.coverage_report(
             calib, test_run.iou, test_run.true_iou)
         if split == opts.gate_split:
             iou, low, high = calib.apply(test_run.iou)
-            path = staging / CALIBRATION_DIR / "predictions" / f"{runtime.name}-calibrated.jsonl"
-            write_run_predictions(test_run, path, f"{name} {runtime.name} calibrated", split, "image",
+            path = staging / CALIBRATION_DIR / "predictions" / f"{runtime}-calibrated.jsonl"
+            write_run_predictions(test_run, path, f"{name} {runtime} calibrated", split, "image",
                                   mask_types, actions, iou=iou, low=low, high=high)
     calib.save(staging / score.SCORE_CALIBRATION_FILE)
     return calib

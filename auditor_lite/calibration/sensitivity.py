@@ -28,7 +28,6 @@ import numpy as np
 import onnx
 
 from auditor_lite.calibration.dataset import CalibrationRows
-from auditor_lite.calibration.inputs import ort_session
 from auditor_lite.calibration.quantize import OPS_TO_QUANTIZE
 
 DEFAULT_SENSITIVITY_SAMPLES = 8
@@ -104,8 +103,8 @@ def sensitivity_report(fp32_path, qdq_path, rows: CalibrationRows,
     references = [n["reference"] for n in nodes]
     pair_names = [name for n in nodes for pair in n["pairs"] for name in pair]
     qdq_names = list(dict.fromkeys(outputs + pair_names))
-    fp32_session = ort_session(_with_outputs(fp32_model, references), threads, optimize=False)
-    qdq_session = ort_session(_with_outputs(qdq_model, qdq_names), threads, optimize=False)
+    fp32_session = _plain_session(_with_outputs(fp32_model, references), threads, optimize=False)
+    qdq_session = _plain_session(_with_outputs(qdq_model, qdq_names), threads, optimize=False)
     signal = dict.fromkeys(qdq_names, 0.0)
     noise = dict.fromkeys(qdq_names, 0.0)
     used = 0
@@ -162,3 +161,19 @@ def write_reports(reports: dict[str, list[dict]], path, graph: str = "auditor") 
                "flavours": reports}
     path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def _plain_session(model, threads: int = 2, optimize: bool = True):
+    """An ONNX Runtime CPU session of ``model`` (a path or serialized bytes). Sensitivity runs
+    graphs rewired to expose every intermediate tensor, which no model directory ships, so it opens
+    them directly instead of through the runtime's backend."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # the QDQ graphs' "unused initializer" notes are not errors
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

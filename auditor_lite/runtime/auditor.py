@@ -55,21 +55,22 @@ class Auditor:
     @classmethod
     def load(cls, path=None, precision: str = "auto", providers: list[str] | None = None,
              intra_op_threads: int | None = None, verify: bool = True,
-             backend: Backend | None = None) -> "Auditor":
+             backend: Backend | None = None, layout: str = "auto") -> "Auditor":
         """Load and verify a model directory (default: the packaged INT8 model).
 
         ``precision``: ``auto`` (the manifest's ``default_precision`` when its graph is there, else
         ``fp32``), or ``fp32`` / ``int8-cpu`` / ``int8-trt``. ``backend``: what runs the graphs
         (default: ONNX Runtime with ``providers``, or the best available, and ``intra_op_threads``,
         default the number of CPUs). ``verify=False`` skips the SHA-256 check (existence is still
-        checked). ``path`` may also be an opened :class:`ModelDirectory`.
+        checked). ``path`` may also be an opened :class:`ModelDirectory`. ``layout``: ``auto`` (split
+        graphs when the directory has them), ``split`` or ``fused``.
         """
         if precision not in PRECISION_CHOICES:
             raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
         backend = backend or OnnxRuntimeBackend(providers, intra_op_threads)
         model = path if isinstance(path, ModelDirectory) else ModelDirectory.open(path, verify=verify)
         precision = model.pick_precision(precision)
-        graphs = {name: cls._open_graph(model, backend, name, precision) for name in model.graph_names(precision)}
+        graphs = {name: cls._open_graph(model, backend, name, precision) for name in model.graph_names(precision, layout)}
         text_graph = cls._open_graph(model, backend, "text_encoder", model.text_precision(precision))
         return cls(model, precision, graphs, TextEmbedder(model.tokenizer, text_graph), backend)
 

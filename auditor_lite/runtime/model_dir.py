@@ -30,6 +30,7 @@ from auditor_lite.manifest import Manifest, ManifestError, check_graph_contract,
 from auditor_lite.runtime.backends import ModelFileError
 
 PRECISIONS = ("fp32", "int8-cpu", "int8-trt")
+LAYOUTS = ("auto", "split", "fused")
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default_model"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
@@ -180,9 +181,19 @@ class ModelDirectory:
                                 f"{', '.join(self.precisions()) or 'none'}); build it with `auditor-lite export int8`")
         return precision
 
-    def graph_names(self, precision: str) -> tuple[str, ...]:
-        """``("context", "masks")`` when both exist at ``precision``, else the fused ``("auditor",)``."""
-        return ("context", "masks") if self.has_split(precision) else ("auditor",)
+    def graph_names(self, precision: str, layout: str = "auto") -> tuple[str, ...]:
+        """``layout`` ``auto``: ``("context", "masks")`` when both exist at ``precision`` (the
+        context is then cached per clip and frame), else the fused ``("auditor",)``; ``split`` or
+        ``fused`` insist on one."""
+        split = self.has_split(precision)
+        fused = precision in self.manifest.graphs.get("auditor", {})
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        if (layout == "split" and not split) or (layout == "fused" and not fused):
+            raise ManifestError(self.path / "manifest.json", f"no {layout} {precision} graphs in this model directory")
+        if layout == "fused" or (layout == "auto" and not split):
+            return ("auditor",)
+        return ("context", "masks")
 
     def text_precision(self, precision: str) -> str | None:
         """The text graph's precision to use with auditor graphs at ``precision`` (None: its default)."""

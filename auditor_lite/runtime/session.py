@@ -124,12 +124,19 @@ class ClipSession:
     # ------------------------------------------------------------------ auditing
     def audit(self, masks, frame_index: int) -> list[AuditResult]:
         """Audit candidate masks of frame ``frame_index`` (0 = oldest of the window)."""
+        raw, empty = self.raw_outputs(masks, frame_index)
+        return build_results(*raw, self.auditor.config.mask_types, self.auditor.config.actions,
+                             self.auditor.calibrate, frozenset(empty))
+
+    def raw_outputs(self, masks, frame_index: int) -> tuple[list[np.ndarray], list[int]]:
+        """The graphs' own outputs for :meth:`audit`: ``([iou (N,), type_logits (N, T),
+        action_logits (N, A)], indices of empty masks)``, before the score calibration. The
+        accuracy gate and ``auditor-lite calibrate`` read these, so they measure what ships."""
         frame_index = check_frame_index(frame_index)
         with self._lock:
             stack, empty = check_masks(masks, self.frame_shape)
             inputs = self._inputs()
-            key_size = self.auditor.config.key_size
-            mask_tensor = prepare_masks(stack, key_size)
+            mask_tensor = prepare_masks(stack, self.auditor.config.key_size)
             key = self.key_frame(frame_index)
             if self.auditor.split:
                 context = self._context(frame_index)
@@ -139,8 +146,7 @@ class ClipSession:
                 raw = self.auditor.run_fused({**inputs, "key_frame": key,
                                               "text_embedding": self.text_embedding, "masks": mask_tensor})
                 self.stats["fused_calls"] += 1
-        return build_results(*raw, self.auditor.config.mask_types, self.auditor.config.actions,
-                             self.auditor.calibrate, frozenset(empty))
+        return list(raw), list(empty)
 
     def audit_latest(self, masks) -> list[AuditResult]:
         """Audit masks of the newest frame of the window (streaming use)."""
