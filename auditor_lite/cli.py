@@ -20,6 +20,7 @@ COMMANDS = {
     "audit": "auditor_lite.runtime.cli:audit",
     "select": "auditor_lite.runtime.cli:select",
     "demo": "auditor_lite.runtime.cli:demo",
+    "calibrate": "auditor_lite.calibration.recalibrate:calibrate",
     "export": "auditor_lite.export.cli:export",
     "train": "auditor_lite.training.cli:train",
     "distill": "auditor_lite.training.cli:distill",

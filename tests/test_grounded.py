@@ -178,3 +178,27 @@ def test_int8_is_gated_through_the_runtime_and_installed_only_when_it_passes(art
         int8_grounded(artifact[0], small_bench, refused, expressions=4, gate_expressions=3,
                       max_rmse_increase=-1.0, log=lambda *_: None)
     assert not refused.exists() and (tmp_path / ".refused.partial" / "manifest.json").is_file()
+
+
+def test_calibrate_refits_the_score_calibration_on_a_users_benchmark(artifact, small_bench, tmp_path):
+    from click.testing import CliRunner
+
+    from auditor_lite.cli import main
+    from auditor_lite.manifest import load_manifest
+
+    before = (artifact[0] / "manifest.json").read_bytes()
+    out = tmp_path / "recalibrated"
+    result = CliRunner().invoke(main, ["calibrate", "--model", str(artifact[0]), "--bench", str(small_bench),
+                                       "--split", "train", "--out", str(out), "--threads", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "conformal interval" in result.output and "wrote" in result.output
+    calibration = json.loads((out / "score_calibration.json").read_text())
+    assert "train/train" in calibration["fit_on"] and calibration["precision"] == "fp32"
+    assert load_manifest(out).data["score_calibration"] == "score_calibration.json"
+    results = Auditor.load(out).audit(*clip(seed=3, masks=3)[:2], "the dog", clip(seed=3, masks=3)[2], frame_index=2)
+    assert all(r.iou_low is not None and r.iou_low <= r.iou <= r.iou_high for r in results)
+    assert (artifact[0] / "manifest.json").read_bytes() == before            # the source is untouched
+    # a split the benchmark does not have: one line, nothing written
+    again = CliRunner().invoke(main, ["calibrate", "--model", str(artifact[0]), "--bench", str(small_bench),
+                                      "--split", "test_u", "--max-expressions", "500", "--out", str(tmp_path / "x")])
+    assert again.exit_code != 0 and "Traceback" not in again.output and not (tmp_path / "x").exists()

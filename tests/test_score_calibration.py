@@ -14,7 +14,6 @@ from auditor_lite.calibration import score
 from auditor_lite.runtime import score_calibration as shipped
 from auditor_lite.data.schema import DataError
 
-pytest.importorskip("sklearn")
 
 
 def synthetic(n: int, seed: int, noise: float = 0.1):
@@ -24,6 +23,24 @@ def synthetic(n: int, seed: int, noise: float = 0.1):
     true = np.clip(raw + rng.uniform(-noise, noise, n), 0.0, 1.0)
     groups = np.array([f"uid{i // 5}" for i in range(n)])  # 5 masks per expression
     return raw, true, groups
+
+
+def test_isotonic_fit_by_hand():
+    # ties pooled first (x = 0.5: mean 0.3), then the violators 0.8 > 0.3 pooled: (0.8 + 2 x 0.3) / 3
+    x = np.array([0.1, 0.2, 0.5, 0.5, 0.9])
+    y = np.array([0.0, 0.8, 0.2, 0.4, 1.5])
+    np.testing.assert_allclose(score.isotonic_fit(x, y), [0.0, 1.4 / 3, 1.4 / 3, 1.4 / 3, 1.0])
+
+
+def test_isotonic_fit_equals_scikit_learn():
+    sklearn_isotonic = pytest.importorskip("sklearn.isotonic")
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(2, 300))
+        x = np.round(rng.random(n), int(rng.integers(1, 4)))      # with ties
+        y = np.clip(x + 0.3 * rng.standard_normal(n), -0.2, 1.2)
+        ref = sklearn_isotonic.IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y).predict(x)
+        np.testing.assert_allclose(score.isotonic_fit(x, y), ref, atol=1e-12)
 
 
 def test_conformal_quantile_by_hand():

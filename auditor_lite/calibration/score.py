@@ -17,7 +17,9 @@ data the network never trained on (held-out train uids, or half of a test split 
 
 The stored form is ``score_calibration.json`` (docs/artifact.md); reading and applying it is the
 runtime's part (:mod:`auditor_lite.runtime.score_calibration`), fitting it is this module's.
-Numpy only at import time; scikit-learn is imported inside the fitting function.
+Numpy only: the isotonic fit is a pool-adjacent-violators pass (:func:`isotonic_fit`, the same
+values as scikit-learn's ``IsotonicRegression``, checked by a test), so that ``auditor-lite
+calibrate`` refits on a user's own benchmark in the edge install.
 """
 
 from __future__ import annotations
@@ -56,20 +58,45 @@ def fit_isotonic_knots(raw, true) -> tuple[list[float], list[float]]:
     knot per block, at the mean raw IoU of its samples, and interpolates linearly between them:
     still monotone, strictly increasing between the outer knots, so residuals no longer tie.
     """
-    from sklearn.isotonic import IsotonicRegression  # fitting only: the runtime never gets here
-
     raw, true = np.asarray(raw, dtype=np.float64), np.asarray(true, dtype=np.float64)
     if raw.shape != true.shape or raw.ndim != 1 or raw.size < 2:
         raise ValueError(f"fit_isotonic_knots: need two 1-D arrays of the same length >= 2, "
                          f"got {raw.shape} and {true.shape}")
-    model = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(raw, true)
     order = np.argsort(raw, kind="stable")
-    xs, fitted = raw[order], model.predict(raw[order])
+    xs, fitted = raw[order], isotonic_fit(raw, true)[order]
     starts = np.r_[0, np.flatnonzero(np.diff(fitted) != 0) + 1]  # first sample of each block
     ends = np.r_[starts[1:], xs.size]
     x = [float(xs[a:b].mean()) for a, b in zip(starts, ends)]
     y = [float(fitted[a]) for a in starts]
     return x, y
+
+
+def isotonic_fit(x, y, y_min: float = 0.0, y_max: float = 1.0) -> np.ndarray:
+    """The increasing least-squares fit of ``y`` on ``x``, clipped to [y_min, y_max], at each sample.
+
+    Samples with equal ``x`` are pooled first (their mean, weighted by count), as scikit-learn
+    does; then pool adjacent violators: a block whose mean exceeds the next block's is merged with
+    it, until the means increase.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order]
+    unique, start, counts = np.unique(xs, return_index=True, return_counts=True)
+    sums = np.add.reduceat(ys, start)
+    means, weights, sizes = [], [], []       # blocks of unique x values
+    for total, count in zip(sums, counts):
+        means.append(total / count)
+        weights.append(float(count))
+        sizes.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:
+            w = weights[-2] + weights[-1]
+            means[-2] = (means[-2] * weights[-2] + means[-1] * weights[-1]) / w
+            weights[-2], sizes[-2] = w, sizes[-2] + sizes[-1]
+            del means[-1], weights[-1], sizes[-1]
+    per_unique = np.clip(np.repeat(means, sizes), y_min, y_max)
+    fitted = np.empty_like(x)
+    fitted[order] = np.repeat(per_unique, counts)
+    return fitted
 
 
 def split_by_group(groups, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
