@@ -129,7 +129,7 @@ def _check_structure(path: Path, data) -> None:
             if precision not in PRECISIONS:
                 raise ManifestError(path, f"graphs[{graph!r}]: unknown precision {precision!r}; "
                                           f"known: {', '.join(PRECISIONS)}")
-            if file_name not in data["files"]:
+            if not isinstance(file_name, str) or file_name not in data["files"]:
                 raise ManifestError(path, f"graphs[{graph!r}][{precision!r}] = {file_name!r} is not "
                                           "among the listed files")
             available.add(precision)
@@ -264,7 +264,7 @@ class Manifest:
 
     def file(self, relative: str) -> Path:
         """Absolute path of a listed file; ManifestError if it is not listed."""
-        if relative not in self.data["files"]:
+        if not isinstance(relative, str) or relative not in self.data["files"]:
             raise ManifestError(self.model_dir / MANIFEST_FILE, f"{relative!r} is not a listed file")
         return self.model_dir / relative
 

@@ -18,17 +18,16 @@ from auditor_lite.eval.predictions import read_prediction_lines
 from auditor_lite.runtime import model_dir as model_dir_module
 from auditor_lite.batch_audit import select_groups
 from auditor_lite.runtime.cli import SAMPLE_CLIP, audit, demo, select
-from auditor_lite.data.make_sample import folder_bytes, make_sample
 
-pytest.importorskip("torch")
-from runtime_helpers import tiny_artifact  # noqa: E402
+from auditor_lite.runtime.model_dir import DEFAULT_MODEL_DIR  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent / "fixtures" / "upstream_small"
 
 
 @pytest.fixture(scope="module")
 def model_dir():
-    return str(tiny_artifact()[0])
+    """The packaged model: what an edge box runs (these tests need no torch)."""
+    return str(DEFAULT_MODEL_DIR)
 
 
 def invoke(command, args):
@@ -42,7 +41,10 @@ def clip_args(model_dir, *extra):
 
 
 # ------------------------------------------------------------------------------ the sample clip
+@pytest.mark.data
 def test_sample_clip_is_complete_small_and_reproducible(tmp_path):
+    from auditor_lite.data.make_sample import folder_bytes, make_sample  # the generator needs scipy
+
     truth = json.loads((SAMPLE_CLIP / "truth.json").read_text())
     masks = sorted(p.name for p in (SAMPLE_CLIP / "masks").glob("*.png"))
     assert masks == sorted(truth["masks"]) and len(masks) == 13
@@ -77,7 +79,7 @@ def test_audit_prints_a_table_and_json_matching_the_api(model_dir):
     result = invoke(audit, clip_args(model_dir))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].startswith("backend: onnxruntime cpu, fp32")
+    assert lines[0].startswith("backend: onnxruntime cpu, int8-cpu")
     header = next(i for i, line in enumerate(lines) if line.startswith("#"))
     assert lines[header].split()[:5] == ["#", "mask", "IoU", "interval", "type"]
     assert [line.split()[1] for line in lines[header + 1:header + 5]] == [f"mask_0{i}.png" for i in range(4)]
@@ -145,6 +147,7 @@ def bench_predictions(model_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.data  # scored with auditor_lite.eval (scipy)
 def test_bench_writes_one_line_per_candidate_that_eval_scores(bench_predictions, tmp_path):
     from auditor_lite.eval.cli import eval_cmd
 
@@ -194,6 +197,7 @@ def test_select_groups_by_hand():
     assert select_groups(groups, gate="accept").passed == 1
 
 
+@pytest.mark.data  # scored with auditor_lite.eval (scipy)
 def test_select_bench_agrees_with_eval(bench_predictions, tmp_path):
     from auditor_lite.eval.cli import eval_cmd
 
@@ -233,7 +237,7 @@ def test_demo_without_a_model_says_how_to_get_one(monkeypatch, tmp_path):
     sample = tmp_path / "sample"
     shutil.copytree(SAMPLE_CLIP, sample)
     (sample / "audio.wav").write_bytes(b"not audio")
-    result = CliRunner().invoke(demo, ["--sample", str(sample), "--model", str(tiny_artifact()[0]),
+    result = CliRunner().invoke(demo, ["--sample", str(sample), "--model", str(DEFAULT_MODEL_DIR),
                                        "--out", str(tmp_path / "o.png")])
     assert result.exit_code == 1 and "audio.wav: not a decodable audio file" in result.output
 

@@ -68,6 +68,7 @@ def test_shape_and_dtype_of_a_clip():
     assert np.isfinite(out).all()
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("name", list(signals()))
 def test_matches_librosa_within_a_thousandth_of_a_db(librosa_log_mel, name):
     wave = signals()[name].astype(np.float32)
@@ -81,6 +82,7 @@ def test_matches_librosa_within_a_thousandth_of_a_db(librosa_log_mel, name):
     assert err.max() < 1e-4, f"{name}: max error {err.max():.2e} dB at (mel, frame) {worst}"
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("num_samples", [1, 100, 319, 320, 511, 512, 513, 16_001, 560_000])
 def test_any_length_matches_librosa(librosa_log_mel, num_samples):
     # 560,000 samples = 1751 frames: several 512-frame blocks and a partial last one.
@@ -91,11 +93,13 @@ def test_any_length_matches_librosa(librosa_log_mel, num_samples):
     np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
 
 
+@pytest.mark.train
 def test_float64_input_is_not_rounded_to_float32(librosa_log_mel):
     wave = signals()["real_ish"]  # float64
     np.testing.assert_allclose(log_mel(wave), librosa_log_mel(wave), atol=1e-4, rtol=0)
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("params", [
     dict(sr=16000, n_fft=512, n_mels=64, fmin=0.0, fmax=8000.0),
     dict(sr=16000, n_fft=400, n_mels=40, fmin=50.0, fmax=7600.0),
@@ -161,6 +165,7 @@ def model_audio():
     return audio
 
 
+@pytest.mark.train
 def test_same_settings_as_the_in_graph_front_end(model_audio):
     audio = model_audio
     assert (preprocess.N_FFT, preprocess.HOP_LENGTH, preprocess.N_MELS) == (
@@ -177,6 +182,7 @@ def test_same_settings_as_the_in_graph_front_end(model_audio):
     np.testing.assert_array_equal(preprocess.mel_to_hz(mels), audio.mel_to_hz(mels))
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("name", list(signals()))
 def test_matches_the_in_graph_front_end_within_60_db_of_the_frame_peak(model_audio, name):
     import torch

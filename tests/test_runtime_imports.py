@@ -34,3 +34,15 @@ def test_auditing_loads_only_the_edge_core():
     assert not stray, f"the runtime pulled in {stray}"
     heavy = [m for m in FORBIDDEN_LIBRARIES if m in loaded]
     assert not heavy, f"the runtime imported {heavy}"
+
+
+def test_the_edge_run_imports_the_installed_package():
+    """CI's edge run (AUDITOR_LITE_TEST_INSTALLED=1) must test the wheel, not the source tree."""
+    import os
+
+    import auditor_lite
+
+    if os.environ.get("AUDITOR_LITE_TEST_INSTALLED") == "1":
+        assert "site-packages" in auditor_lite.__file__, auditor_lite.__file__
+    else:
+        assert auditor_lite.__file__.endswith("__init__.py")

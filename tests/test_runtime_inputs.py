@@ -124,12 +124,9 @@ def test_expression_is_stripped():
 
 @pytest.fixture(scope="module")
 def auditor():
-    pytest.importorskip("torch")
-    from runtime_helpers import tiny_artifact
-
     from auditor_lite.runtime import Auditor
 
-    return Auditor.load(tiny_artifact()[0])
+    return Auditor.load(intra_op_threads=1)      # the packaged model: no torch needed
 
 
 def test_overlong_tokenisation_warns_and_truncates(auditor):
@@ -325,6 +322,7 @@ def _write_video(path, seconds=12.0, fps=2, rate=22050, audio=True):
                 out.mux(packet)
 
 
+@pytest.mark.video
 def test_video_is_decoded_with_pyav_at_one_frame_per_second(tmp_path):
     video = tmp_path / "clip.mkv"
     _write_video(video)
@@ -337,6 +335,7 @@ def test_video_is_decoded_with_pyav_at_one_frame_per_second(tmp_path):
     assert np.corrcoef(wave[1000:-1000], ideal[1000:-1000])[0, 1] > 0.99
 
 
+@pytest.mark.video
 def test_video_problems_are_named(tmp_path):
     pytest.importorskip("av")
     short, silent, broken = tmp_path / "short.mkv", tmp_path / "silent.mkv", tmp_path / "broken.mkv"

@@ -32,6 +32,7 @@ def test_isotonic_fit_by_hand():
     np.testing.assert_allclose(score.isotonic_fit(x, y), [0.0, 1.4 / 3, 1.4 / 3, 1.4 / 3, 1.0])
 
 
+@pytest.mark.data
 def test_isotonic_fit_equals_scikit_learn():
     sklearn_isotonic = pytest.importorskip("sklearn.isotonic")
     rng = np.random.default_rng(0)
@@ -70,6 +71,7 @@ def test_centred_isotonic_knots_by_hand():
     np.testing.assert_allclose(y, [0.0, 0.15, 0.9])
 
 
+@pytest.mark.data
 def test_knots_are_monotone_and_follow_sklearn_blocks():
     from sklearn.isotonic import IsotonicRegression
 
@@ -81,6 +83,7 @@ def test_knots_are_monotone_and_follow_sklearn_blocks():
     np.testing.assert_allclose(steps.predict(x), y)  # each knot lies inside its own block
 
 
+@pytest.mark.data
 def test_tied_true_values_do_not_inflate_coverage():
     """Most masks have an exact true IoU (0: a wrong object, 1: the ground truth) and the raw score
     barely separates them, as with a weak model. A step-function isotonic map gives whole runs of

@@ -81,7 +81,7 @@ def read_config(manifest: Manifest) -> ModelConfig:
     contract = manifest.contract.get("context") or manifest.contract.get("auditor")
     shapes = {t["name"]: t["shape"] for t in contract["inputs"]} if contract else {}
     for name, tensor in (("frame_size", "frames"), ("key_size", "key_frame")):
-        if tensor in shapes and shapes[tensor][-1] != sizes[name]:
+        if tensor in shapes and (shapes[tensor] or [None])[-1] != sizes[name]:
             raise ModelFileError(path, f"{name} is {sizes[name]} but the graphs take {tensor} of shape "
                                  f"{shapes[tensor]}: config.json does not belong to these graphs", name)
     # the number of names must match the logits the graphs give, or results index past them
@@ -93,7 +93,7 @@ def read_config(manifest: Manifest) -> ModelConfig:
         if (not isinstance(value, list) or not all(isinstance(n, str) and n for n in value)
                 or len(set(value)) != len(value)):
             raise ModelFileError(path, f"{name} must be distinct non-empty names, got {value!r}", name)
-        width = outputs.get(tensor, [None, None])[-1]
+        width = (outputs.get(tensor) or [None])[-1]
         if isinstance(width, int) and width != len(value):
             raise ModelFileError(path, f"{name} lists {len(value)} names but the graphs give {width} "
                                  f"{tensor}: config.json does not belong to these graphs", name)
