@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from auditor_lite.jsonio import read_json
+
 MANIFEST_FILE = "manifest.json"
 FORMAT = "auditor-lite-model"
 # 2: the grounded auditor (context graph takes frames, key_index, log_mel and token states; the
@@ -224,13 +226,8 @@ def update_manifest(model_dir: str | Path, **changes) -> dict:
 
 # ----------------------------------------------------------------------------------- reading
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise ManifestError(path, "missing: not an auditor-lite model directory (create one with "
-                                  "`auditor-lite export onnx --model CKPT --out DIR`)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(path, f"unreadable JSON ({exc})") from None
+    data = read_json(path, ManifestError, missing="missing: not an auditor-lite model directory (create one "
+                                                  "with `auditor-lite export onnx --model CKPT --out DIR`)")
     _check_structure(path, data)
     return data
 

@@ -133,7 +133,7 @@ def test_audit_bad_input_is_one_line_not_a_traceback(model_dir, tmp_path):
     args = [str(a) for a in clip_args(model_dir)]
     args[args.index("--audio") + 1] = str(silent)
     result = CliRunner().invoke(audit, args)
-    assert result.exit_code == 1 and "Error: audio: the audio is silent" in result.output
+    assert result.exit_code == 1 and f"Error: {silent}: the audio is silent" in result.output
     assert CliRunner().invoke(audit, args + ["--allow-silent"]).exit_code == 0
 
 

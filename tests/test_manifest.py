@@ -119,7 +119,7 @@ def test_missing_manifest_and_unknown_format_are_named(tmp_path, model_dir):
         with pytest.raises(ManifestError, match=message):
             load_manifest(model_dir)
     (model_dir / MANIFEST_FILE).write_text("{not json")
-    with pytest.raises(ManifestError, match="unreadable JSON"):
+    with pytest.raises(ManifestError, match="invalid JSON"):
         load_manifest(model_dir)
 
 

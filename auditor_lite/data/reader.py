@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import collections
 import csv
-import json
 import math
 import os
 import warnings
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
+from auditor_lite.jsonio import read_json
 from auditor_lite.data.schema import (
     ALL_RANKS, IMAGE_JSON, IOU_PLACEHOLDER, META_DIR, METADATA_CSV, NULL_UID_PREFIX, NUM_FRAMES,
     PROTOCOL_RANKS, RANKED_TYPES, SPLITS, TRAIN_JSON, VIDEO_JSON, Candidate, Clip, DataError,
@@ -358,17 +358,7 @@ def _parse_meta_row(path: Path, line: int, row: list[str]) -> MetaRow | None:
 
 
 def _load_json(path: Path):
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc.reason})") from None
-    except RecursionError:
-        raise DataError(path, "JSON nested too deeply (an MQ-RAVSBench file is 4 levels deep)") from None
+    return read_json(path, DataError)
 
 
 def _field(path, label: str, value, kind: type):

@@ -69,14 +69,20 @@ def load_auditor(model_dir, precision, threads):
     return Auditor.load(model_dir, precision=precision, intra_op_threads=threads)
 
 
-def read_clip(video, frames_dir, audio, expression, mask_files, mask_dir, frame_index, more_masks):
-    """The clip of the file options: ``(frames, wave, expression, masks, mask names, frame index)``."""
+def read_clip(video, frames_dir, audio, expression, mask_files, mask_dir, frame_index, more_masks,
+              allow_silent=False):
+    """The clip of the file options: ``(frames, wave, expression, masks, mask names, frame index)``.
+    Everything is checked here, before the model loads: a bad input is refused in well under a
+    second, naming the file it came from."""
+    from auditor_lite.data.schema import DataError, SAMPLE_RATE
     from auditor_lite.runtime import files
+    from auditor_lite.runtime.inputs import InputError, check_audio, check_expression, check_frames, check_masks
 
     if (video is None) == (frames_dir is None):
         raise click.UsageError("give the clip as --video FILE or as --frames DIR (one of them)")
     if expression is None:
         raise click.UsageError("--expression TEXT is required")
+    check_expression(expression)
     if frame_index is None:
         raise click.UsageError("--frame K is required: the index (0-9) of the frame the masks belong to")
     if more_masks and not mask_files:
@@ -97,7 +103,20 @@ def read_clip(video, frames_dir, audio, expression, mask_files, mask_dir, frame_
     if wave is None:
         raise click.UsageError("no audio: give --audio WAV (the video has no sound track)" if video is not None
                                else "no audio: give --audio WAV with the frames (10 s of sound)")
+    try:
+        check_frames(frames)
+    except InputError as exc:
+        raise DataError(frames_dir if frames_dir is not None else video, str(exc).split(": ", 1)[-1]) from None
+    try:
+        check_audio(wave, SAMPLE_RATE, allow_silent=allow_silent)
+    except InputError as exc:
+        raise DataError(audio if audio is not None else video, str(exc).split(": ", 1)[-1]) from None
     masks = files.load_mask_files(mask_paths)
+    try:
+        check_masks(masks, frames.shape[1:3])
+    except InputError as exc:   # "masks[2]: ..." -> the file's name
+        index = int(exc.argument[6:-1]) if exc.argument.startswith("masks[") else 0
+        raise DataError(mask_paths[min(index, len(mask_paths) - 1)], str(exc).split(": ", 1)[-1]) from None
     return frames, wave, expression, masks, [Path(p).name for p in mask_paths], frame_index
 
 
@@ -158,7 +177,7 @@ def audit(bench, out, splits, modes, silence_audio, shuffle_expressions, method,
                    f"{stats['seconds']:.1f} s, {stats['masks_per_second']:.1f} masks/s")
         return
     frames, wave, expression, masks, names, frame_index = read_clip(
-        video, frames_dir, audio, expression, mask_files, mask_dir, frame_index, more_masks)
+        video, frames_dir, audio, expression, mask_files, mask_dir, frame_index, more_masks, allow_silent)
     auditor = load_auditor(model_dir, precision, threads)
     results = auditor.audit(frames, wave, expression, masks, frame_index=frame_index, allow_silent=allow_silent)
     if as_json:
@@ -195,7 +214,7 @@ def select(bench, pred, splits, modes, min_action, as_json, model_dir, precision
         _select_benchmark(bench, pred, splits, modes, min_action, as_json, model_dir, precision, threads)
         return
     frames, wave, expression, masks, names, frame_index = read_clip(
-        video, frames_dir, audio, expression, mask_files, mask_dir, frame_index, more_masks)
+        video, frames_dir, audio, expression, mask_files, mask_dir, frame_index, more_masks, allow_silent)
     auditor = load_auditor(model_dir, precision, threads)
     results = auditor.audit(frames, wave, expression, masks, frame_index=frame_index, allow_silent=allow_silent)
     best = results[pick_best([r.iou for r in results])]
@@ -243,10 +262,9 @@ def _read_truth(path: Path) -> dict:
 
     if not path.is_file():
         return {}
-    try:
-        truth = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise DataError(path, f"unreadable JSON ({exc})") from None
+    from auditor_lite.jsonio import read_json
+
+    truth = read_json(path, DataError)
     if not isinstance(truth, dict):
         raise DataError(path, "expected a JSON object")
     index = truth.get("frame_index")

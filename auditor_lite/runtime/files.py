@@ -46,9 +46,13 @@ def frame_files(folder) -> list[Path]:
     if not folder.is_dir():
         raise DataError(folder, "frames folder not found")
     layout = [folder / f"{i}.jpg" for i in range(NUM_FRAMES)]
-    if all(p.is_file() for p in layout):
-        return layout
     images = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    if all(p.is_file() for p in layout):
+        extra = [p.name for p in images if p not in layout]
+        if extra:   # which ten did the user mean? refusing beats auditing the wrong ones
+            raise DataError(folder, f"holds {', '.join(extra[:3])} besides 0.jpg .. 9.jpg; a clip is "
+                            f"{NUM_FRAMES} frames (10 s at 1 fps): remove the others")
+        return layout
     if len(images) != NUM_FRAMES:
         raise DataError(folder, f"found {len(images)} images; a clip is {NUM_FRAMES} frames "
                         f"(10 s at 1 fps), named 0.jpg .. 9.jpg or sorting in time order")

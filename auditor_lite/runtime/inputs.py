@@ -167,7 +167,8 @@ def check_masks(masks, frame_shape: tuple[int, int]) -> tuple[np.ndarray, list[i
 
 
 def check_expression(expression) -> str:
-    """The expression, stripped; InputError when it is not text, blank or implausibly long."""
+    """The expression, stripped; InputError when it is not text, blank, has no letter or digit in
+    any script, or is implausibly long."""
     if not isinstance(expression, str):
         raise InputError("expression", f"expected text, got {type(expression).__name__}")
     text = expression.strip()
@@ -179,6 +180,9 @@ def check_expression(expression) -> str:
     if not text:
         raise InputError("expression", "is empty; give the referring expression, e.g. "
                          "'the dog barking on the left'")
+    if not any(c.isalnum() for c in text):   # only punctuation, emoji or invisible characters
+        raise InputError("expression", f"has no letters or digits ({text[:20]!r}); give the referring "
+                         "expression, e.g. 'the dog barking on the left'")
     if len(text) > MAX_EXPRESSION_CHARS:
         raise InputError("expression", f"{len(text)} characters is too long for a referring expression "
                          f"(limit {MAX_EXPRESSION_CHARS}); give the phrase that names the object")

@@ -20,12 +20,12 @@ receive the same object. Torch-free.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from auditor_lite.data.schema import ACTIONS, MASK_TYPES
 from auditor_lite.graph_io import ARCHITECTURES, GROUNDED, LEGACY, graph_inputs
+from auditor_lite.jsonio import read_json
 from auditor_lite.manifest import Manifest, ManifestError, check_graph_contract, load_manifest
 from auditor_lite.runtime.backends import ModelFileError
 
@@ -67,10 +67,7 @@ def _positive_int(path: Path, raw: dict, name: str, minimum: int = 1) -> int:
 def read_config(manifest: Manifest) -> ModelConfig:
     """``config.json`` of ``manifest``'s directory, checked against the graphs' contract."""
     path = manifest.file(CONFIG_FILE)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ModelFileError(path, f"unreadable JSON ({exc})") from None
+    raw = read_json(path, ModelFileError)
     if not isinstance(raw, dict):
         raise ModelFileError(path, f"expected a JSON object, got {type(raw).__name__}")
     architecture = raw.get("architecture", LEGACY)
@@ -78,8 +75,10 @@ def read_config(manifest: Manifest) -> ModelConfig:
         raise ModelFileError(path, f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})",
                              "architecture")
     sizes = {name: _positive_int(path, raw, name) for name in ("frame_size", "key_size")}
-    contract = manifest.contract.get("context") or manifest.contract.get("auditor")
-    shapes = {t["name"]: t["shape"] for t in contract["inputs"]} if contract else {}
+    # every input of the auditor graphs, by name (key_frame is an input of masks in the grounded
+    # architecture and of context in the first one)
+    shapes = {t["name"]: t["shape"] for g in ("auditor", "masks", "context")
+              for t in manifest.contract.get(g, {}).get("inputs", [])}
     for name, tensor in (("frame_size", "frames"), ("key_size", "key_frame")):
         if tensor in shapes and (shapes[tensor] or [None])[-1] != sizes[name]:
             raise ModelFileError(path, f"{name} is {sizes[name]} but the graphs take {tensor} of shape "
@@ -89,8 +88,8 @@ def read_config(manifest: Manifest) -> ModelConfig:
     outputs = {t["name"]: t["shape"] for t in scoring.get("outputs", [])}
     names = {}
     for name, tensor, default in (("mask_types", "type_logits", MASK_TYPES), ("actions", "action_logits", ACTIONS)):
-        value = raw.get(name) or list(default)
-        if (not isinstance(value, list) or not all(isinstance(n, str) and n for n in value)
+        value = raw.get(name, list(default))
+        if (not isinstance(value, list) or not value or not all(isinstance(n, str) and n for n in value)
                 or len(set(value)) != len(value)):
             raise ModelFileError(path, f"{name} must be distinct non-empty names, got {value!r}", name)
         width = (outputs.get(tensor) or [None])[-1]
@@ -99,7 +98,8 @@ def read_config(manifest: Manifest) -> ModelConfig:
                                  f"{tensor}: config.json does not belong to these graphs", name)
         names[name] = tuple(value)
     max_tokens = _positive_int(path, raw, "max_tokens", minimum=3) if architecture == GROUNDED else None
-    motion = "cell_motion" in shapes     # newer grounders' context graph reads the cell motion
+    context_inputs = {t["name"] for t in manifest.contract.get("context", {}).get("inputs", [])}
+    motion = "cell_motion" in context_inputs     # newer grounders' context graph reads the cell motion
     if bool(raw.get("cell_motion", False)) != motion:
         raise ModelFileError(path, f"cell_motion is {raw.get('cell_motion', False)!r} but the context "
                              f"graph {'takes' if motion else 'does not take'} a cell_motion input: "

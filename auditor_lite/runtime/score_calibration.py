@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from auditor_lite.data.schema import DataError
+from auditor_lite.jsonio import read_json
 
 CONFORMAL_SCORE = "abs residual after recalibration"
 
@@ -97,13 +98,7 @@ def parse_score_calibration(obj, source="score_calibration.json") -> ScoreCalibr
 
 def load_score_calibration(path) -> ScoreCalibration:
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "score calibration file not found")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"invalid JSON ({exc})") from None
-    return parse_score_calibration(obj, path)
+    return parse_score_calibration(read_json(path, DataError, missing="score calibration file not found"), path)
 
 
 def apply_score_calibration(raw_iou, calib, groups=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
