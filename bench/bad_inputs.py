@@ -390,7 +390,7 @@ def model_cases() -> list[Case]:
 def bench_cases() -> list[Case]:
     cases = []
 
-    def bench_case(name, break_it, expect, commands=("audit", "validate", "calibrate")):
+    def bench_case(name, break_it, expect, commands=("audit", "validate", "calibrate"), accept=False):
         for command in commands:
             def build(folder, command=command):
                 bench = bench_copy(folder)
@@ -401,7 +401,7 @@ def bench_cases() -> list[Case]:
                 if command == "validate":
                     return ["data", "validate", str(bench)]
                 return ["calibrate", "--bench", str(bench), "--out", str(out / "model"), "--quiet"]
-            cases.append(Case("benchmark", f"{name} [{command}]", build, expect))
+            cases.append(Case("benchmark", f"{name} [{command}]", build, expect, accept=accept))
 
     image_json = f"{META}/test_s_image_filtered.json"
 
@@ -423,11 +423,22 @@ def bench_cases() -> list[Case]:
     bench_case("image JSON nested 100000 deep", lambda b: (b / image_json).write_text("[" * 100000), "test_s_image_filtered.json")
     bench_case("image JSON a number", lambda b: (b / image_json).write_text("42"), "test_s_image_filtered.json")
     bench_case("image JSON list of strings", lambda b: (b / image_json).write_text('["a", "b"]'), "test_s_image_filtered.json")
-    for field, value in [("uid", "../../etc"), ("uid", "/etc/passwd"), ("vid", "../x"), ("vid", "/abs"), ("uid", ""), ("fid", "x"),
-                         ("kfid", 99), ("kfid", -1), ("exp", 5), ("gt_mask_path", "../../../etc/hostname"),
-                         ("gt_mask_path", "/etc/hostname")]:
+    # an item whose uid metadata.csv does not list is skipped (upstream's files hold such items),
+    # so these are read safely, never followed: accepted, and nothing outside the root is opened
+    for field, value in [("uid", "../../etc"), ("uid", "/etc/passwd"), ("vid", "../x"), ("vid", "/abs")]:
+        bench_case(f"item {field} = {value!r} (not in metadata.csv: skipped)",
+                   edit_items(lambda items, k=field, v=value: items[0].__setitem__(k, v)), "", ("audit", "validate"), True)
+    bench_case("metadata.csv split = 'test_s\\x00' (an unknown split: its rows are ignored, as val and test_n)",
+               lambda b: _edit_metadata(b, "split", "test_s\\x00"), "", ("audit", "validate"), True)
+    for field, value in [("uid", ""),
+                         ("gt_mask_path", "../../../etc/hostname"), ("gt_mask_path", "/etc/hostname"),
+                         ("gt_mask_path", {"mask_path": "../../../../etc/hostname"}), ("part_neg_masks", "cut"),
+                         ("full_neg_masks", {"a": 1})]:
         bench_case(f"item {field} = {value!r}", edit_items(lambda items, k=field, v=value: items[0].__setitem__(k, v)),
                    "test_s_image_filtered.json")
+    for column, value in [("kfid", "99"), ("kfid", "-1"), ("kfid", "x"), ("fid", "1e9"), ("exp", ""), ("uid", "../../x"),
+                          ("vid", "/etc")]:
+        bench_case(f"metadata.csv {column} = {value!r}", lambda b, c=column, v=value: _edit_metadata(b, c, v), "metadata.csv")
     for key in ("cutout", "dilate"):
         bench_case(f"{key} mask_path outside", edit_items(lambda items, k=key: _set_first_mask(items, k, "mask_path", "../../../../etc/hostname")),
                    "test_s_image_filtered.json")
@@ -442,12 +453,26 @@ def bench_cases() -> list[Case]:
 
 
 def _set_first_mask(items: list, key: str, field: str, value) -> None:
+    """Set ``field`` of the first candidate whose type key (``cut``, ``Dilate``, ...) starts like ``key``."""
     for item in items:
-        for k, entry in item.items():
-            if k.lower().startswith(key[:3]) and isinstance(entry, list) and entry and isinstance(entry[0], dict):
+        for k, entry in (item.get("part_neg_masks") or {}).items():
+            if k.lower()[:3] == key[:3] and entry:
                 entry[0][field] = value
                 return
     raise KeyError(key)
+
+
+def _edit_metadata(bench: Path, column: str, value: str) -> None:
+    """Set ``column`` of the metadata.csv row of the first test_s expression."""
+    import csv
+
+    path = bench / META / "metadata.csv"
+    rows = list(csv.reader(path.open(encoding="utf-8")))
+    header = rows[0]
+    row = next(r for r in rows[1:] if r[header.index("split")] == "test_s")
+    row[header.index(column)] = value.replace("\\x00", "\x00")
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(rows)
 
 
 def option_cases() -> list[Case]:
@@ -466,7 +491,7 @@ def option_cases() -> list[Case]:
                          (["calibrate", "--bench", "/nonexistent", "--out", "OUT"], "--bench"),
                          (["audit", "--bench", str(UPSTREAM)], "--out"),
                          (["audit", "--bench", str(UPSTREAM), "--out", "OUT", "--split", "val"], "--split"),
-                         (["select", "--bench", "/nonexistent"], "--bench"),
+                         (["select", "--bench", "/nonexistent"], "nonexistent"),
                          (["eval", "--bench", str(UPSTREAM), "--pred", "/nonexistent.jsonl"], "nonexistent"),
                          (["demo", "--sample", "/nonexistent"], "nonexistent"),
                          (["audit"], "frames")]:
@@ -510,7 +535,11 @@ def run_case(case: Case, exe: str) -> dict:
             problems.append("exit status 0")
         if "Traceback" in text:
             problems.append("traceback")
-        if not case.accept:
+        report = args[1:3] == ["data", "validate"]     # a multi-line report by design, exit status 1
+        if report:
+            if case.expect.lower() not in text.lower():
+                problems.append(f"the report does not name {case.expect!r}")
+        elif not case.accept:
             if len(error_lines) != 1:
                 problems.append(f"{len(error_lines)} 'Error' lines")
             elif case.expect.lower() not in error_lines[0].lower():

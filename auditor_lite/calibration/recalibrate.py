@@ -45,8 +45,7 @@ def recalibrate(model_dir, bench, out, *, split: str = "test_s", mode: str = "im
             raise FileExistsError(f"{out}: --overwrite replaces only a model directory (one with {MANIFEST_FILE})")
     if out.resolve() == model_dir.resolve():
         raise ValueError(f"--out {out} is the --model directory; write the recalibrated one elsewhere")
-    auditor = Auditor.load(model_dir, precision=precision, intra_op_threads=threads)
-    benchmark = Benchmark(bench)
+    benchmark = Benchmark(bench)     # the benchmark first: a bad one is refused before the model loads
     if (split, mode) not in benchmark.available():
         found = ", ".join(f"{s}/{m}" for s, m in benchmark.available()) or "none"
         raise DataError(benchmark.root, f"no {split}/{mode} expressions to calibrate on (found: {found})")
@@ -55,6 +54,7 @@ def recalibrate(model_dir, bench, out, *, split: str = "test_s", mode: str = "im
     if len({r.uid for r in records}) < MIN_EXPRESSIONS:
         raise DataError(benchmark.json_path(split, mode), f"{len(records)} expression(s) with key-frame "
                         f"candidates; the calibration needs at least {MIN_EXPRESSIONS} (two per half)")
+    auditor = Auditor.load(model_dir, precision=precision, intra_op_threads=threads)
     run = run_auditors({"model": auditor}, records, progress, f"calibrate {split}/{mode}")["model"]
     raw = np.clip(run.iou, 0.0, 1.0)
     types = [auditor.config.mask_types[int(k)] for k in softmax(run.type_logits).argmax(1)]

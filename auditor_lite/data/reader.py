@@ -346,6 +346,8 @@ def _parse_meta_row(path: Path, line: int, row: list[str]) -> MetaRow | None:
         if text in (".", "..") or any(c in text for c in "/\\\x00"):
             raise ItemError(path, f"{text!r} is not a plain name (no '/', '..' or '\\'): it would "
                             "point outside the benchmark's media folders", f"{where} {name}", "bad_metadata")
+    if not any(c.isalnum() for c in exp):      # what the runtime would refuse at audit time
+        raise ItemError(path, f"the expression {exp!r} has no words", f"{where} uid={uid} exp", "bad_metadata")
     numbers = {}
     for name, text in (("fid", fid), ("kfid", kfid)):
         if not _is_int(text):
