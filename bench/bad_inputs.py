@@ -308,13 +308,17 @@ def model_cases() -> list[Case]:
     cases = []
 
     def model_case(name, break_it, expect):
-        def build(folder):
-            clip = clip_copy(folder)
-            model = model_copy(folder)
-            result = break_it(model)
-            target = result if isinstance(result, Path) else model
-            return audit_argv(clip, extra=("--model", target))
-        cases.append(Case("model directory", name, build, expect))
+        for command in ("audit", "bench"):          # the runtime's two ways in: an audit, a benchmark
+            def build(folder, command=command):
+                clip = clip_copy(folder)
+                model = model_copy(folder)
+                result = break_it(model)
+                target = result if isinstance(result, Path) else model
+                if command == "bench":
+                    return ["bench", "--model", target, "--repeats", "1", "--warmup", "0", "--layouts", "split",
+                            "--mask-counts", "1"]
+                return audit_argv(clip, extra=("--model", target))
+            cases.append(Case("model directory", f"{name} [{command}]", build, expect))
 
     def graph_name(model):
         return json.loads((model / "manifest.json").read_text())["graphs"]["masks"]["int8-cpu"]
