@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from auditor_lite.data.media import load_frames, load_mask
+from auditor_lite.media import load_frames, load_mask
 from auditor_lite.data.reader import TEST_SPLITS, Benchmark
 from auditor_lite.data.schema import ACTIONS, SAMPLE_RATE, DataError
 from auditor_lite.eval.predictions import Prediction, write_predictions

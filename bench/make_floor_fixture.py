@@ -27,7 +27,7 @@ FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "floor
 
 
 def build(src: Path, out: Path, count: int) -> None:
-    from auditor_lite.data.media import load_audio
+    from auditor_lite.media import load_audio
     from auditor_lite.data.reader import Benchmark
 
     records = sorted(Benchmark(src).records("test_s", "image"), key=lambda r: r.uid)[:count]
@@ -61,7 +61,7 @@ def build(src: Path, out: Path, count: int) -> None:
 
 def audit_fixture(fixture: Path, model_dir=None, precision: str = "auto") -> dict:
     """Per expression: whether a perfect mask is ranked first; over all masks: IoU RMSE."""
-    from auditor_lite.data.media import load_mask
+    from auditor_lite.media import load_mask
     from auditor_lite.runtime import Auditor
     from auditor_lite.runtime.files import load_frames_dir
 

@@ -12,12 +12,12 @@ import soundfile as sf
 from click.testing import CliRunner
 from PIL import Image
 
-from auditor_lite.data.media import load_mask
+from auditor_lite.media import load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.eval.predictions import read_prediction_lines
 from auditor_lite.runtime import model_dir as model_dir_module
 from auditor_lite.batch_audit import select_groups
-from auditor_lite.runtime.cli import SAMPLE_CLIP, audit, demo, select
+from auditor_lite.audit_cli import SAMPLE_CLIP, audit, demo, select
 
 from auditor_lite.runtime.model_dir import DEFAULT_MODEL_DIR  # noqa: E402
 

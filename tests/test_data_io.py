@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from auditor_lite.data import media
+from auditor_lite import media
 from auditor_lite.data.reader import Benchmark, training_response
 from auditor_lite.data.schema import Clip, DataError, DataWarning
 from auditor_lite.data.writer import BenchmarkWriter, MaskSpec, audit_response

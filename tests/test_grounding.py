@@ -16,7 +16,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from auditor_lite.cli import main  # noqa: E402
 from auditor_lite.data import synth  # noqa: E402
-from auditor_lite.data.media import load_mask  # noqa: E402
+from auditor_lite.media import load_mask  # noqa: E402
 from auditor_lite.data.reader import Benchmark  # noqa: E402
 from auditor_lite.data.sidecar import SIDECAR_DIR, read_sidecar, sidecar_path  # noqa: E402
 from auditor_lite.model.grounder import Grounder, GrounderConfig  # noqa: E402

@@ -124,7 +124,7 @@ def test_runtime_imports_and_audits_without_torch(artifact, tmp_path):
         "for name in ('torch', 'transformers', 'scipy', 'sklearn', 'optimum'):\n"
         "    sys.modules[name] = None\n"
         "import numpy as np\nfrom click.testing import CliRunner\n"
-        "from auditor_lite.runtime import Auditor\nfrom auditor_lite.runtime.cli import audit, demo\n"
+        "from auditor_lite.runtime import Auditor\nfrom auditor_lite.audit_cli import audit, demo\n"
         f"model = {str(artifact[0])!r}\n"
         "rng = np.random.default_rng(0)\n"
         "r = Auditor.load(model).audit(rng.integers(0, 256, (10, 40, 40, 3), dtype=np.uint8),\n"

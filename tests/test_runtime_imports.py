@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 ALLOWED_PACKAGE_MODULES = ("auditor_lite.runtime", "auditor_lite.manifest", "auditor_lite.preprocess", "auditor_lite.jsonio",
+                           "auditor_lite.media",
                            "auditor_lite.motion", "auditor_lite.graph_io", "auditor_lite.data.schema")
 FORBIDDEN_LIBRARIES = ("torch", "transformers", "scipy", "sklearn", "librosa", "optimum", "matplotlib")
 
@@ -46,3 +47,19 @@ def test_the_edge_run_imports_the_installed_package():
         assert "site-packages" in auditor_lite.__file__, auditor_lite.__file__
     else:
         assert auditor_lite.__file__.endswith("__init__.py")
+
+
+def test_the_runtime_package_imports_nothing_above_it():
+    """No module of auditor_lite.runtime names the data reader, evaluation, calibration, batch audits
+    or the CLI: those stand on top of it (the schema's constants and errors are shared below)."""
+    from pathlib import Path
+
+    import auditor_lite.runtime as runtime
+
+    above = ("auditor_lite.data.reader", "auditor_lite.data.synth", "auditor_lite.data.candidates", "auditor_lite.eval",
+             "auditor_lite.calibration", "auditor_lite.batch_audit", "auditor_lite.audit_cli", "auditor_lite.benchmark",
+             "auditor_lite.training", "auditor_lite.model", "auditor_lite.export")
+    found = [f"{path.name}: {line.strip()}" for path in Path(runtime.__file__).parent.glob("*.py")
+             for line in path.read_text().splitlines() if line.lstrip().startswith(("from ", "import "))
+             for name in above if name in line]
+    assert not found, found

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from auditor_lite.data.media import load_mask
+from auditor_lite.media import load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.data.schema import ACTIONS, MASK_TYPES, ExpressionRecord
 from auditor_lite.baselines.features import FEATURE_NAMES, mask_features

@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from auditor_lite.data.media import load_audio, load_frames, load_mask
+from auditor_lite.media import load_audio, load_frames, load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.data.schema import MASK_TYPES, Candidate, DataError, ExpressionRecord
 from auditor_lite.graph_io import GRAPH_INPUTS, LEGACY

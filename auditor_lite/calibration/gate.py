@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from auditor_lite.data.media import load_frames, load_mask
+from auditor_lite.media import load_frames, load_mask
 from auditor_lite.data.schema import ACTIONS, MASK_TYPES, SAMPLE_RATE, ExpressionRecord
 from auditor_lite.graph_io import HEAD_OUTPUTS
 from auditor_lite.preprocess import prepare_audio

@@ -26,7 +26,7 @@ from auditor_lite.calibration.dataset import CalibrationRows
 from auditor_lite.calibration.gate import (DEFAULT_MAX_F2_DROP, DEFAULT_MAX_RMSE_INCREASE, format_gate, gate,
                                            run_auditors)
 from auditor_lite.calibration.quantize import FLAVOURS, preprocess_graph, quantize_graph, write_ranges
-from auditor_lite.data.media import load_audio, load_frames, load_mask
+from auditor_lite.media import load_audio, load_frames, load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.eval.protocol import ground_truth_table
 from auditor_lite.manifest import update_manifest

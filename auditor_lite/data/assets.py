@@ -96,7 +96,7 @@ def load_library(asset_dir=None, procedural: bool = False, seed: int = 0) -> Ass
 def _load_cache(index_path: str, _mtime_ns: int) -> AssetLibrary:
     from PIL import Image
 
-    from auditor_lite.data.media import load_audio
+    from auditor_lite.media import load_audio
 
     index = Path(index_path)
     try:
@@ -287,7 +287,7 @@ def _open_package(deb: Path, catalogue: dict) -> _Package:
 def _build_objects(package: _Package, catalogue: dict, staging: Path, rasterize, progress) -> list:
     from PIL import Image
 
-    from auditor_lite.data.media import save_audio
+    from auditor_lite.media import save_audio
     from auditor_lite.data.procedural import colour_words, crop_to_alpha
 
     jobs = [(entry, k, ref) for entry in catalogue["objects"] for k, ref in enumerate(entry["sprites"])]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from auditor_lite.data.media import save_audio, save_frame, save_mask
+from auditor_lite.media import save_audio, save_frame, save_mask
 from auditor_lite.data.procedural import procedural_library
 from auditor_lite.data.schema import NUM_FRAMES
 from auditor_lite.data.synth import LIBRARY_SEED, make_clip

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from auditor_lite.data import media
+from auditor_lite import media
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.data.schema import (
     MASK_TYPES, METADATA_CSV, NUM_FRAMES, RANKED_TYPES, Candidate, DataError, ExpressionRecord,

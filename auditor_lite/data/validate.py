@@ -30,7 +30,7 @@ from warnings import catch_warnings, simplefilter
 
 from tqdm import tqdm
 
-from auditor_lite.data import media
+from auditor_lite import media
 from auditor_lite.data.reader import Benchmark, format_unusual_ranks
 from auditor_lite.data.schema import (
     ACTIONS, CLIP_SECONDS, MASK_TYPES, NUM_FRAMES, RANKED_TYPES, SAMPLE_RATE, SPLITS, DataError,

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from auditor_lite.data import media
+from auditor_lite import media
 from auditor_lite.data.schema import (
     ACTIONS, IMAGE_JSON, IOU_PLACEHOLDER, MASK_TYPES, META_DIR, METADATA_CSV, NULL_UID_PREFIX,
     NUM_FRAMES, SAMPLE_RATE, SPLITS, TRAIN_JSON, VIDEO_JSON,

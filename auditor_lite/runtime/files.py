@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from auditor_lite.data.media import MAX_IMAGE_PIXELS, audio_info, load_frame, open_image
+from auditor_lite.media import MAX_IMAGE_PIXELS, audio_info, load_frame, open_image
 from auditor_lite.data.schema import CLIP_SAMPLES, CLIP_SECONDS, NUM_FRAMES, SAMPLE_RATE, DataError
 from auditor_lite.runtime.resample import resample
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from auditor_lite.data.media import load_mask
+from auditor_lite.media import load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.model.scorer import SHAPE_CLASSES, CropCNN, mask_crops
 from auditor_lite.preprocess import prepare_masks

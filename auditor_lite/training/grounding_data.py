@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from auditor_lite.data.media import load_audio, load_frames, load_mask
+from auditor_lite.media import load_audio, load_frames, load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.data.schema import NUM_FRAMES
 from auditor_lite.data.sidecar import read_sidecar

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from auditor_lite.data.media import load_frames
+from auditor_lite.media import load_frames
 from auditor_lite.data.reader import TEST_SPLITS, Benchmark
 from auditor_lite.eval.predictions import Prediction, write_predictions
 from auditor_lite.model import AuditorModel

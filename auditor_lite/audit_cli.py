@@ -1,7 +1,11 @@
 """``auditor-lite audit``, ``auditor-lite select`` and ``auditor-lite demo``. Imports no torch.
 
-Registered lazily in ``auditor_lite/cli.py``: ``"audit": "auditor_lite.runtime.cli:audit"``,
-``"select": "auditor_lite.runtime.cli:select"``, ``"demo": "auditor_lite.runtime.cli:demo"``.
+A user of the runtime library, not part of it: it stands above ``auditor_lite.runtime`` (with the
+benchmark-reading batch audits of ``auditor_lite.batch_audit``), so the runtime imports nothing of
+the data, evaluation or calibration packages.
+
+Registered lazily in ``auditor_lite/cli.py``: ``"audit": "auditor_lite.audit_cli:audit"``,
+``"select": "auditor_lite.audit_cli:select"``, ``"demo": "auditor_lite.audit_cli:demo"``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from auditor_lite.runtime.auditor import PRECISION_CHOICES
 
 GATE_CHOICES = ("accept", "minor", "major")  # = auditor_lite.batch_audit.GATES (kept import-light)
 
-SAMPLE_CLIP = Path(__file__).resolve().parent.parent / "assets" / "sample_clip"
+SAMPLE_CLIP = Path(__file__).resolve().parent / "assets" / "sample_clip"
 
 
 def _friendly_errors(command):

@@ -1,4 +1,6 @@
-"""Frames, masks and audio of an MQ-RAVSBench directory: load and save with clear errors.
+"""Frames, masks and audio files: load and save with clear errors. The one set of file loaders:
+the benchmark reader, the generator and the runtime's file inputs (``runtime/files.py``: frames
+folders, audio windows, video) all read through it; it stands at the bottom, next to the schema.
 
 Every loader raises :class:`~auditor_lite.data.schema.DataError` naming the file when it is missing
 or cannot be decoded, so a bad file in a 26k-mask benchmark is reported by name, not as a PIL or
