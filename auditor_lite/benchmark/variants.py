@@ -127,16 +127,6 @@ def _short_engine(provider: str) -> str:
             "TensorrtExecutionProvider": "ort-trt"}.get(provider, provider)
 
 
-def with_fused_graph(auditor, providers: list[str], threads: int):
-    """The same model directory, precision, text encoder and score calibration, run through the
-    fused ``auditor`` graph (``Auditor.load`` prefers the split graphs when both exist)."""
-    from auditor_lite.runtime import Auditor
-
-    # Auditor.load has no layout argument; the same backend opens the graph and checks its contract.
-    graph = Auditor._open_graph(auditor.model, auditor.backend_impl, "auditor", auditor.precision)
-    return Auditor(auditor.model, auditor.precision, {"auditor": graph}, auditor.text, auditor.backend_impl)
-
-
 def onnx_variants(model_dir, precision: str, providers: list[str], threads: int,
                   layouts=LAYOUTS) -> list[Variant]:
     """The variants of one precision: split/cached when the directory has split graphs, and
@@ -147,8 +137,9 @@ def onnx_variants(model_dir, precision: str, providers: list[str], threads: int,
     has_fused = precision in loaded.manifest.graphs.get("auditor", {})
     if not has_fused:
         fused = None
-    else:
-        fused = with_fused_graph(loaded, providers, threads) if loaded.split else loaded
+    else:   # the same directory and backend through the public loader, fused layout
+        fused = Auditor.load(loaded.model, precision=precision, backend=loaded.backend_impl,
+                             layout="fused") if loaded.split else loaded
     engine = _short_engine(loaded.provider)
     out = []
     for layout in layouts:
