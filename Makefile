@@ -1,8 +1,8 @@
-# The everyday commands. `make install test` is what CI runs (.ci/run).
+# The everyday commands. `make install test test-edge` is what CI runs (.ci/run).
 PY ?= python3
 BENCH ?= runs/bench
 
-.PHONY: install install-base test demo synth validate clean
+.PHONY: install install-base test test-edge bad-inputs demo synth validate clean
 
 install:            ## everything: runtime + data tools + training stack + tests
 	$(PY) -m pip install -e ".[train,dev]"
@@ -12,6 +12,12 @@ install-base:       ## the edge install: runtime only (no torch)
 
 test:
 	$(PY) -m pytest tests
+
+test-edge:          ## the wheel in a fresh torch-free venv, runtime/CLI/fuzz tests, no skips (docs/testing.md)
+	bash .ci/edge
+
+bad-inputs:         ## the bad-input campaign through the CLI (docs/testing.md)
+	$(PY) bench/bad_inputs.py --out runs/bad_inputs.json
 
 synth:              ## a small generated benchmark
 	auditor-lite data synth --out $(BENCH) --clips 200 --seed 0 --overwrite
