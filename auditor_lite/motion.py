@@ -95,7 +95,11 @@ def cell_flows(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     frames = np.asarray(frames, np.float32)
     if frames.ndim != 4 or 3 not in (frames.shape[1], frames.shape[-1]):
         raise ValueError(f"frames: expected (T, S, S, 3) or (T, 3, S, S), got {frames.shape}")
-    grey = frames.mean(-1) if frames.shape[-1] == 3 else frames.mean(1)
+    # the channel mean as two adds and a divide: the same float32 operations, in the same order, as
+    # numpy's mean over the 3-wide axis (bit-identical, tested), without its slow small-axis reduce
+    # (4.4 of the 21 ms a clip took)
+    r, g, b = (frames[..., k] for k in range(3)) if frames.shape[-1] == 3 else (frames[:, k] for k in range(3))
+    grey = (r + g + b) / np.float32(3)
     t_count, size = grey.shape[0], grey.shape[-1]
     if size % (CELL * LEVELS[0][0]) or grey.shape[1] != size or t_count < 2:
         raise ValueError(f"frames: at least 2 square frames with a side divisible by "

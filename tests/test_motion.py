@@ -81,3 +81,15 @@ def test_cell_motion_layouts_agree_and_bad_frames_are_named():
         cell_motion(frames[:, :100])
     with pytest.raises(ValueError, match="frames"):
         cell_motion(frames[0])
+
+
+def test_channel_layouts_give_identical_motion():
+    """(T, S, S, 3) and (T, 3, S, S) frames: the same grey image (the channel mean as adds, in
+    numpy's own order), hence bit-identical motion features."""
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (10, 64, 64, 3)).astype(np.float32)
+    last = cell_motion(frames)
+    first = cell_motion(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
+    assert np.array_equal(last, first)
+    grey_reference = frames.mean(-1)
+    assert np.array_equal((frames[..., 0] + frames[..., 1] + frames[..., 2]) / np.float32(3), grey_reference)
