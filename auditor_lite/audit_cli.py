@@ -73,6 +73,17 @@ def load_auditor(model_dir, precision, threads):
     return Auditor.load(model_dir, precision=precision, intra_op_threads=threads)
 
 
+def _checked_as(path, check, *args, **kwargs):
+    """``check(*args, **kwargs)``, the runtime's own input check, its refusal named after ``path``."""
+    from auditor_lite.data.schema import DataError
+    from auditor_lite.runtime.inputs import InputError
+
+    try:
+        return check(*args, **kwargs)
+    except InputError as exc:
+        raise DataError(path, exc.message) from None
+
+
 def read_clip(video, frames_dir, audio, expression, mask_files, mask_dir, frame_index, more_masks,
               allow_silent=False):
     """The clip of the file options: ``(frames, wave, expression, masks, mask names, frame index)``.
@@ -107,20 +118,13 @@ def read_clip(video, frames_dir, audio, expression, mask_files, mask_dir, frame_
     if wave is None:
         raise click.UsageError("no audio: give --audio WAV (the video has no sound track)" if video is not None
                                else "no audio: give --audio WAV with the frames (10 s of sound)")
-    try:
-        check_frames(frames)
-    except InputError as exc:
-        raise DataError(frames_dir if frames_dir is not None else video, str(exc).split(": ", 1)[-1]) from None
-    try:
-        check_audio(wave, SAMPLE_RATE, allow_silent=allow_silent)
-    except InputError as exc:
-        raise DataError(audio if audio is not None else video, str(exc).split(": ", 1)[-1]) from None
+    _checked_as(frames_dir if frames_dir is not None else video, check_frames, frames)
+    _checked_as(audio if audio is not None else video, check_audio, wave, SAMPLE_RATE, allow_silent=allow_silent)
     masks = files.load_mask_files(mask_paths)
     try:
         check_masks(masks, frames.shape[1:3])
     except InputError as exc:   # "masks[2]: ..." -> the file's name
-        index = int(exc.argument[6:-1]) if exc.argument.startswith("masks[") else 0
-        raise DataError(mask_paths[min(index, len(mask_paths) - 1)], str(exc).split(": ", 1)[-1]) from None
+        raise DataError(mask_paths[min(exc.mask_index, len(mask_paths) - 1)], exc.message) from None
     return frames, wave, expression, masks, [Path(p).name for p in mask_paths], frame_index
 
 

@@ -67,8 +67,7 @@ def audit_record(auditor, record, silence_audio: bool = False):
         try:
             results = session.audit(masks, frame)
         except InputError as err:  # name the file, not the list position
-            index = int(err.argument[6:-1]) if err.argument.startswith("masks[") else 0
-            raise DataError(cands[index].mask_path, str(err)) from None
+            raise DataError(cands[err.mask_index].mask_path, str(err)) from None
         out.extend(zip(cands, results))
     return out
 

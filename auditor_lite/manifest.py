@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -222,6 +223,26 @@ def update_manifest(model_dir: str | Path, **changes) -> dict:
     _check_structure(path, data)
     _write_json_atomically(path, data)
     return data
+
+
+def stage_copy(source: str | Path, out: str | Path) -> Path:
+    """A fresh copy of model directory ``source`` next to ``out`` (``.OUT.partial``), for building a
+    new model directory that :func:`install_staged` puts in place only when it is complete."""
+    out = Path(out)
+    staging = out.parent / f".{out.name}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, staging)
+    return staging
+
+
+def install_staged(staging: Path, out: str | Path) -> None:
+    """Replace ``out`` (if any) with the finished ``staging`` directory."""
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
 
 
 # ----------------------------------------------------------------------------------- reading

@@ -15,7 +15,6 @@ inspection.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from auditor_lite.calibration.quantize import FLAVOURS, preprocess_graph, quanti
 from auditor_lite.media import load_audio, load_frames, load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.eval.protocol import ground_truth_table
-from auditor_lite.manifest import update_manifest
+from auditor_lite.manifest import install_staged, stage_copy, update_manifest
 from auditor_lite.preprocess import prepare_masks
 from auditor_lite.runtime.auditor import Auditor
 
@@ -81,11 +80,7 @@ def int8_grounded(model_dir, bench, out, *, expressions: int = 48, flavour: str 
     if run_gate and (gate_split, "image") not in benchmark.available():
         raise ValueError(f"{benchmark.json_path(gate_split, 'image')}: the gate split is missing; choose "
                          "another --gate-split or pass --no-gate")
-    staging = out.parent / f".{out.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(model_dir, staging)
+    staging = stage_copy(model_dir, out)
     started = time.perf_counter()
     auditor = Auditor.load(staging, precision="fp32", intra_op_threads=2)
     context_rows, masks_rows = calibration_feeds(auditor, bench, expressions)
@@ -105,8 +100,9 @@ def int8_grounded(model_dir, bench, out, *, expressions: int = 48, flavour: str 
     update_manifest(staging, graphs=graphs, default_precision=precision, int8=report)
     if run_gate:
         records = [r for r in benchmark.records(gate_split, "image") if r.candidates][:gate_expressions]
-        auditors = {name: Auditor.load(staging, precision=name, intra_op_threads=2, verify=False)
-                    for name in ("fp32", precision)}
+        # the FP32 graphs are the ones calibrated on above: that auditor serves as the reference
+        auditors = {"fp32": auditor, precision: Auditor.load(staging, precision=precision, intra_op_threads=2,
+                                                             verify=False)}
         runs = run_auditors(auditors, records, progress, f"gate {gate_split} image")
         config = auditors["fp32"].config
         verdict = gate(runs, "fp32", ground_truth_table(records, gate_split, "image"), config.mask_types,
@@ -117,8 +113,6 @@ def int8_grounded(model_dir, bench, out, *, expressions: int = 48, flavour: str 
         update_manifest(staging, int8=report)
         if not verdict.passed:
             raise GateFailed(table, f"the INT8 directory was not installed; inspect {staging}")
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    install_staged(staging, out)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report

@@ -23,7 +23,8 @@ from auditor_lite.calibration.gate import (DEFAULT_MAX_F2_DROP, DEFAULT_MAX_RMSE
 from auditor_lite.calibration.heldout import score_calibration_records
 from auditor_lite.data.reader import TEST_SPLITS, Benchmark
 from auditor_lite.eval.protocol import ground_truth_table
-from auditor_lite.manifest import MANIFEST_FILE, ManifestError, load_manifest, update_manifest, write_manifest
+from auditor_lite.manifest import (MANIFEST_FILE, ManifestError, install_staged, load_manifest, stage_copy,
+                                   update_manifest, write_manifest)
 from auditor_lite.runtime.auditor import Auditor
 
 CALIBRATION_DIR = "calibration"
@@ -106,11 +107,7 @@ def _stage(model: Path, out: Path, manifest) -> Path:
     with their manifest entries, score calibration and quantization summary: they are rebuilt here,
     never mixed with the new ones. The text encoder keeps whatever precision it was exported at.
     """
-    staging = out.parent / f".{out.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(model, staging)
+    staging = stage_copy(model, out)
     data = manifest.data
     stale = {g: [p for p in flavours if p != "fp32"] for g, flavours in data["graphs"].items()
              if g in SPLIT_GRAPHS}
@@ -220,9 +217,7 @@ def run_int8(model, bench, out, opts: Int8Options | None = None) -> Int8Result:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    install_staged(staging, out)
     result.out = out
     result.report["seconds"]["total"] = time.perf_counter() - started
     return result

@@ -23,7 +23,7 @@ from auditor_lite.calibration import score
 from auditor_lite.calibration.gate import run_auditors
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.data.schema import DataError
-from auditor_lite.manifest import MANIFEST_FILE, update_manifest
+from auditor_lite.manifest import MANIFEST_FILE, install_staged, stage_copy, update_manifest
 from auditor_lite.runtime.auditor import Auditor
 from auditor_lite.runtime.model_dir import resolve_model_dir
 from auditor_lite.runtime.results import softmax
@@ -63,11 +63,7 @@ def recalibrate(model_dir, bench, out, *, split: str = "test_s", mode: str = "im
                                         predicted_types=types)
     calib.extra["graph"] = " + ".join(g.path.name for g in auditor.graphs.values())
     calib.extra["precision"] = auditor.precision
-    staging = out.parent / f".{out.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(model_dir, staging)
+    staging = stage_copy(model_dir, out)
     try:
         calib.save(staging / score.SCORE_CALIBRATION_FILE)
         update_manifest(staging, score_calibration=score.SCORE_CALIBRATION_FILE)
@@ -75,9 +71,7 @@ def recalibrate(model_dir, bench, out, *, split: str = "test_s", mode: str = "im
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    install_staged(staging, out)
     return {"out": str(out), "masks": int(raw.size), "expressions": len(records), "q": calib.q,
             "q_by_type": dict(calib.q_by_group), "coverage": coverage, "fit_on": calib.fit_on,
             "precision": auditor.precision, "summary": score.format_calibration(calib)}

@@ -38,7 +38,13 @@ class InputError(ValueError):
 
     def __init__(self, argument: str, message: str):
         self.argument = argument
+        self.message = message          # without the argument's name: callers that know the file use it
         super().__init__(f"{argument}: {message}")
+
+    @property
+    def mask_index(self) -> int:
+        """The position ``masks[i]`` names in the list of masks (0 when the error is about all of them)."""
+        return int(self.argument[6:-1]) if self.argument.startswith("masks[") else 0
 
 
 def _pixels(array: np.ndarray, argument: str) -> np.ndarray:
