@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from auditor_lite.motion import NUM_MOTION_FEATURES
 
 NUM_SECONDS = 10
 # The sound gate is two numbers per expression deciding a whole map; at the base learning rate a

@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from auditor_lite.model.grounder import Grounder, GrounderConfig, count_parameters
-from auditor_lite.training.grounding_batches import (batch_tensors, clip_groups, group_batch, model_inputs,
-                                                     silenced_positives)
+from auditor_lite.training.grounding_batches import batch_tensors, clip_groups, group_batch, model_inputs
 from auditor_lite.training.grounding_data import GroundingSet
 
 NULL_WEIGHT = 4.0
@@ -38,7 +37,7 @@ NULL_WEIGHT = 4.0
 # dead microphone, and the expressions that do not need audio must survive it. (The second run
 # without it lost 20 points on every expression when silenced: silence was out of distribution.)
 # Expressions that need the audio are silenced as often, with every object they could still mean
-# as the referent (silenced_positives).
+# as the referent (grounding_batches.silenced_positives).
 AUDIO_DROPOUT = 0.1
 CUE_BUCKETS = ("sound", "time", "position", "appearance", "motion", "category")
 
@@ -212,7 +211,6 @@ def train_grounder(data: GroundingSet, out_dir, *, minutes: float, batch_size: i
         f"held-out expressions, budget {minutes} min")
     # Extra expressions are never null: repeat the null ones so that they keep the benchmark's
     # share (the second run, without this, learnt never to say null).
-    null_rows = train_rows[data.target[train_rows] < 0]
     own = int((~extra[train_rows]).sum())
     repeat = max(1, round(len(train_rows) / max(own, 1)))
     groups = clip_groups(data, train_rows)
