@@ -47,7 +47,9 @@ def benchmark_pairs(benchmark: Benchmark, splits=None, modes=None) -> list[tuple
     return pairs
 
 
-def _clip_audio(record, silence: bool) -> np.ndarray:
+def clip_audio(record, silence: bool = False) -> np.ndarray:
+    """The record's 10 s of audio as the runtime takes it (16 kHz mono, padded); silence for the
+    ablation."""
     wave = np.zeros(0, np.float32) if silence else load_audio_file(record.clip.audio_path)
     return prepare_audio(wave, SAMPLE_RATE)[0]
 
@@ -57,7 +59,7 @@ def audit_record(auditor, record, silence_audio: bool = False):
     if not record.candidates:
         return []
     frames = load_frames(record.clip)
-    session = auditor.session(record.exp, frames, _clip_audio(record, silence_audio), allow_silent=True)
+    session = auditor.session(record.exp, frames, clip_audio(record, silence_audio), allow_silent=True)
     by_frame = defaultdict(list)
     for cand in record.candidates:
         by_frame[cand.frame].append(cand)

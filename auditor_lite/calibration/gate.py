@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from auditor_lite.media import load_frames, load_mask
-from auditor_lite.data.schema import ACTIONS, MASK_TYPES, SAMPLE_RATE, ExpressionRecord
-from auditor_lite.graph_io import HEAD_OUTPUTS
-from auditor_lite.preprocess import prepare_audio
-from auditor_lite.runtime.files import load_audio_file
+from auditor_lite.batch_audit import clip_audio
+from auditor_lite.data.schema import ACTIONS, MASK_TYPES, ExpressionRecord
 from auditor_lite.eval.predictions import Prediction, PredictionKey, write_predictions
 from auditor_lite.eval.protocol import GroundTruthTable, evaluate_method
+from auditor_lite.graph_io import HEAD_OUTPUTS
+from auditor_lite.media import load_frames, load_mask
 
 DEFAULT_MAX_RMSE_INCREASE = 0.01
 DEFAULT_MAX_F2_DROP = 1.0  # F2 points (F2 x 100)
@@ -69,7 +68,7 @@ def run_auditors(auditors: dict, records: list[ExpressionRecord], progress: bool
         if not candidates:
             continue
         frames = load_frames(record.clip)
-        audio = prepare_audio(load_audio_file(record.clip.audio_path), SAMPLE_RATE)[0]
+        audio = clip_audio(record)
         masks = [load_mask(c.mask_path) for c in candidates]
         keys = [(record.uid, c.frame, c.cand_id) for c in candidates]
         for name, auditor in auditors.items():
