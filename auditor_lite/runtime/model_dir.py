@@ -98,8 +98,7 @@ def read_config(manifest: Manifest) -> ModelConfig:
                                  f"{tensor}: config.json does not belong to these graphs", name)
         names[name] = tuple(value)
     max_tokens = _positive_int(path, raw, "max_tokens", minimum=3) if architecture == GROUNDED else None
-    context_inputs = {t["name"] for t in manifest.contract.get("context", {}).get("inputs", [])}
-    motion = "cell_motion" in context_inputs     # newer grounders' context graph reads the cell motion
+    motion = "cell_motion" in shapes     # an input of newer grounders' context graph only
     if bool(raw.get("cell_motion", False)) != motion:
         raise ModelFileError(path, f"cell_motion is {raw.get('cell_motion', False)!r} but the context "
                              f"graph {'takes' if motion else 'does not take'} a cell_motion input: "
