@@ -4,19 +4,17 @@ Export writes them into the graphs and ``manifest.json``'s contract; the runtime
 the graphs by them; calibration feeds the same graphs. Torch-free and dependency-free, so that every
 layer can import it.
 
-Two architectures exist:
-
-* ``grounded`` (the shipped one): ``context`` (stage A, once per clip and audited frame: the
-  referent map and the null logit) and ``masks`` (stage B, per candidate mask);
-* ``auditor`` (the first, pooled-text models): a fused ``auditor`` graph and its ``context`` +
-  ``masks`` split, fed a sentence embedding.
+One architecture, ``grounded``: ``context`` (stage A, once per clip and audited frame: the
+referent map and the null logit) and ``masks`` (stage B, per candidate mask). The first,
+pooled-text architecture (``auditor``: a fused graph fed a sentence embedding) is retired; its model
+directories are refused at load with "exported for an older runtime".
 """
 
 from __future__ import annotations
 
 GROUNDED = "grounded"
-LEGACY = "auditor"
-ARCHITECTURES = (GROUNDED, LEGACY)
+RETIRED = "auditor"     # the pooled-text architecture: named only to refuse it clearly
+ARCHITECTURES = (GROUNDED,)
 
 MASK_DIM = "N"          # candidate masks: the one dynamic axis of the auditor graphs
 TOKEN_DIM = "T"         # tokens: the text encoder's dynamic axis
@@ -30,13 +28,8 @@ GRAPH_INPUTS = {
         "context": ("frames", "key_index", "log_mel", "tokens", "token_mask", "cell_motion"),
         "masks": MASKS_INPUTS,
     },
-    LEGACY: {
-        "auditor": ("frames", "key_frame", "audio", "text_embedding", "masks"),
-        "context": ("frames", "key_frame", "audio", "text_embedding"),
-        "masks": MASKS_INPUTS,
-    },
 }
-GRAPH_OUTPUTS = {"auditor": HEAD_OUTPUTS, "context": (CONTEXT_OUTPUT,), "masks": HEAD_OUTPUTS,
+GRAPH_OUTPUTS = {"context": (CONTEXT_OUTPUT,), "masks": HEAD_OUTPUTS,
                  "text_encoder": ("text_embedding", "token_states")}
 TEXT_ENCODER_INPUTS = ("input_ids", "attention_mask")
 OPTIONAL_INPUTS = {"cell_motion"}   # only grounders that read the block-matched cell motion

@@ -11,8 +11,8 @@ Definitions (the model was trained on exactly these; change them only with a ret
   :data:`MASK_THRESHOLD` of its area was inside (so an unchanged size is an exact copy).
 * Audio: float32 mono at :data:`SAMPLE_RATE`; zero-padded at the end or cut to :data:`CLIP_SAMPLES`.
   No resampling here: other rates are an error (resample when decoding).
-* Log-mel (:func:`log_mel`): the in-graph front end of ``auditor_lite/model/audio.py`` in plain
-  numpy, for consumers that want the spectrogram itself (the model graph computes its own).
+* Log-mel (:func:`log_mel`): librosa's log-mel in plain numpy, once per clip; the grounded context
+  graph reads it (tests/test_logmel_numpy.py checks it against librosa).
 
 Layouts (B = 1 clip, N masks): frames ``(1, 10, 3, S, S)``, key frame ``(1, 3, K, K)``, masks
 ``(N, 1, K, K)``, audio ``(1, CLIP_SAMPLES)``, text embedding ``(1, 384)``; all float32. ``S`` and
@@ -35,8 +35,7 @@ PIXEL_SCALE = 1.0 / 255.0
 MASK_THRESHOLD = 0.5
 TEXT_EMBEDDING_DIM = 384
 
-# Log-mel front end: the values of auditor_lite/model/audio.py (tests/test_logmel_numpy.py checks
-# that they agree), i.e. librosa.feature.melspectrogram(sr=16000, n_fft=512, hop_length=320,
+# Log-mel front end (tests/test_logmel_numpy.py checks it against librosa):.feature.melspectrogram(sr=16000, n_fft=512, hop_length=320,
 # n_mels=64, center=True, pad_mode="constant", power=2.0) then librosa.power_to_db(ref=1.0,
 # amin=1e-10, top_db=None).
 N_FFT = 512                      # 32 ms window (window length = n_fft, periodic Hann)
@@ -198,8 +197,7 @@ def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_ME
                    fmin: float = FMIN, fmax: float | None = FMAX, dtype=np.float32) -> np.ndarray:
     """Slaney-normalised triangular mel filters, ``dtype`` (float32) ``(n_mels, n_fft // 2 + 1)``.
 
-    ``dtype=np.float64`` keeps every step in float64 (the in-graph front end builds its constant
-    kernels that way and casts once).
+    ``dtype=np.float64`` keeps every step in float64.
 
     ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)`` (htk=False,
     norm="slaney", dtype float32), with the same float64 construction and the same rounding steps
@@ -267,8 +265,6 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
 
     Accuracy against librosa in float64: below 4e-6 dB in every band (the float32 rounding of the
     output), however far below its frame's peak: pure tones, chirps and near-silence included.
-    The float32 in-graph front end of ``model/audio.py`` agrees to ~2e-4 dB within 60 dB of each
-    frame's peak and drifts below that (up to ~0.4 dB some 120 dB down).
 
     Speed (timeit, best of 20, one core of a busy 2-core machine, numpy 2.4): 1.9 ms for a 10 s
     clip (160,000 samples).

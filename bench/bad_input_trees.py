@@ -22,7 +22,7 @@ def model_cases() -> list[Case]:
                 result = break_it(model)
                 target = result if isinstance(result, Path) else model
                 if command == "bench":
-                    return ["bench", "--model", target, "--repeats", "1", "--warmup", "0", "--layouts", "split",
+                    return ["bench", "--model", target, "--repeats", "1", "--warmup", "0", "--layouts", "fused",
                             "--mask-counts", "1"]
                 return audit_argv(clip, extra=("--model", target))
             cases.append(Case("model directory", f"{name} [{command}]", build, expect))

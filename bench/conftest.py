@@ -49,9 +49,8 @@ def clip():
 
 @pytest.fixture(scope="session")
 def variants(model_dir, threads) -> dict:
-    """Every variant of the model directory by name, e.g. ``"ort int8-cpu split"``."""
+    """Every variant of the model directory by name, e.g. ``"ort int8-cpu fused"``."""
     from auditor_lite.benchmark.variants import build_variants
 
-    checkpoint = os.environ.get("AUDITOR_LITE_BENCH_CHECKPOINT")
-    built, _ = build_variants(model_dir, threads, checkpoint=Path(checkpoint) if checkpoint else None)
+    built, _ = build_variants(model_dir, threads)
     return {variant.name: variant for variant in built}

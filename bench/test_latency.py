@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 PRECISIONS = ("fp32", "int8-cpu")
-LAYOUTS = ("fused", "split", "naive", "cached")
+LAYOUTS = ("fused", "naive", "cached")
 MASKS = (1, 13)
 
 
@@ -38,13 +38,7 @@ def test_onnxruntime_cpu(benchmark, variants, clip, precision, layout, masks):
 
 
 @pytest.mark.parametrize("masks", MASKS)
-def test_torch_eager(benchmark, variants, clip, masks):
-    """Needs $AUDITOR_LITE_BENCH_CHECKPOINT (the checkpoint the directory was exported from)."""
-    _run(benchmark, variants, clip, "torch fp32 fused", masks)
-
-
-@pytest.mark.parametrize("masks", MASKS)
-@pytest.mark.parametrize("name", ["ort-trt int8-trt fused", "ort-cuda fp32 fused", "ort-cuda fp32 split"])
+@pytest.mark.parametrize("name", ["ort-trt int8-trt fused", "ort-trt int8-trt naive", "ort-cuda fp32 fused"])
 def test_gpu(benchmark, variants, clip, name, masks):
     _run(benchmark, variants, clip, name, masks)
 

@@ -1,7 +1,8 @@
 """A tiny model directory in the docs/artifact.md layout, for the runtime tests (needs torch).
 
-A randomly initialised ~60k-parameter AuditorModel (every part of the real one, 32-px inputs) is
-exported to the fused and split graphs by ``auditor_lite.export``; the text encoder is a stand-in (a 97-row embedding table
+A randomly initialised GroundedAuditor (every part of the real one, real 128-px inputs, narrow
+layers) is exported to its context and masks graphs by ``auditor_lite.export``; the text encoder is
+a stand-in (a 97-row embedding table
 over ``input_ids % 97``, mean-pooled and L2-normalised: the real MiniLM graph is 90 MB) behind the
 real MiniLM ``tokenizer.json``. A score calibration with hand-checkable knots is included. Built
 once (cached by source hash, see :func:`tiny_artifact`) and shared by the runtime test modules.
@@ -16,10 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY = dict(d_model=32, num_heads=2, mlp_ratio=2.0, context_depth=1, decoder_depth=1,
-            frame_size=32, frame_stages=[[8, 4], [16, 4]], key_size=32,
-            key_stages=[[8, 4], [16, 2]], mask_stages=[[8, 4], [16, 2]], audio_channels=16,
-            audio_strides=[10, 5], text_tokens=2)
+TINY_GROUNDER = dict(width=32, heads=2, track_dim=8, audio_dim=8, decoder_dim=8, cell_motion=True)
 TEXT_ROWS = 97
 # Recalibration knots and conformal half-width of the fixture (tests compute expectations from them).
 CALIBRATION = {"method": "isotonic", "fit_on": "test fixture", "x": [0.0, 0.5, 1.0], "y": [0.0, 0.4, 1.0],
@@ -29,13 +27,16 @@ CALIBRATION = {"method": "isotonic", "fit_on": "test fixture", "x": [0.0, 0.5, 1
 def tiny_model():
     import torch
 
-    from auditor_lite.model import AuditorConfig, AuditorModel
+    from auditor_lite.model.grounded import GroundedAuditor
+    from auditor_lite.model.grounder import Grounder, GrounderConfig
+    from auditor_lite.model.scorer import MaskScorer, ScorerConfig
 
     torch.manual_seed(0)
-    model = AuditorModel(AuditorConfig.from_preset("student", **TINY))
+    model = GroundedAuditor(Grounder(GrounderConfig(**TINY_GROUNDER)),
+                            MaskScorer(ScorerConfig(hidden=16, crop_dim=8)))
     for module in model.modules():  # non-trivial BatchNorm statistics
         if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 2.0)
     return model.eval()
 
@@ -67,17 +68,22 @@ def minilm_tokenizer_json() -> Path:
 
 def export_tiny_artifact(out: Path, model) -> Path:
     """Write the model directory for ``model`` into ``out`` with the project's exporter
-    (``export_model_dir``: fp32 fused + split graphs, checked against torch), then add the stand-in
-    text encoder, the MiniLM tokenizer and the score calibration, re-hashing the manifest."""
+    (``export_model_dir``: fp32 context + masks graphs, checked against torch), then add the
+    stand-in text encoder, the MiniLM tokenizer and the score calibration, re-hashing the manifest."""
     import torch
 
     from auditor_lite.export.contract import text_encoder_contract
     from auditor_lite.export.model_dir import export_model_dir
     from auditor_lite.manifest import update_manifest
+    from auditor_lite.model.grounded import save_scorer
+    from auditor_lite.training.grounding_train import save_grounder
 
     checkpoint = out.parent / "checkpoint"
-    model.save_pretrained(checkpoint)
-    export_model_dir(checkpoint, out, with_text=False, name="tiny-test")
+    checkpoint.mkdir(parents=True)
+    save_grounder(model.grounder, checkpoint)
+    save_scorer(model.scorer, checkpoint)
+    summary = export_model_dir(checkpoint, out, with_text=False, name="tiny-test")
+    assert all(row["ok"] for row in summary.comparison)
     ids = torch.tensor([[101, 1996, 3899, 102]])
     torch.onnx.export(_text_encoder(), (ids, torch.ones_like(ids)), str(out / "text_encoder.onnx"),
                       dynamo=False, opset_version=17, input_names=["input_ids", "attention_mask"],
@@ -96,7 +102,8 @@ def _source_key() -> str:
     """Hash of everything the artifact is built from: a change to any of it builds a new one."""
     root = Path(__file__).resolve().parent.parent / "auditor_lite"
     sources = sorted([*root.glob("model/*.py"), *root.glob("export/*.py"), root / "manifest.py",
-                      root / "preprocess.py", Path(__file__).resolve()])
+                      root / "preprocess.py", root / "motion.py", root / "graph_io.py",
+                      root / "training" / "grounding_train.py", Path(__file__).resolve()])
     digest = hashlib.sha256()
     for path in sources:
         digest.update(path.name.encode() + path.read_bytes())
@@ -109,8 +116,8 @@ def _source_key() -> str:
 @functools.cache
 def tiny_artifact() -> tuple[Path, object]:
     """``(model_dir, torch_model)``. The directory is built once and kept in the system temp folder
-    under the hash of its sources (an export takes ~15 s on two cores; the three runtime test files
-    would each pay it). Tests must not modify it: copy it (``copy_artifact``) to tamper with files.
+    under the hash of its sources (an export takes ~15 s on two cores; the runtime test files would
+    each pay it). Tests must not modify it: copy it (``copy_artifact``) to tamper with files.
     """
     model = tiny_model()  # seeded: the same weights the cached directory was exported from
     cache = Path(tempfile.gettempdir()) / "auditor-lite-test-artifacts" / _source_key()

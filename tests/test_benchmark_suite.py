@@ -14,7 +14,7 @@ from auditor_lite.benchmark.timing import LatencyStats, percentile, time_interle
 
 torch = pytest.importorskip("torch")
 
-from runtime_helpers import copy_artifact, tiny_artifact  # noqa: E402
+from runtime_helpers import copy_artifact  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent / "fixtures" / "upstream_small"
 
@@ -97,18 +97,11 @@ def model_dir(tmp_path_factory):
     from auditor_lite.manifest import update_manifest
 
     directory = copy_artifact(tmp_path_factory.mktemp("bench") / "model")
-    for graph in ("auditor", "context", "masks"):
+    for graph in ("context", "masks"):
         quantize_dynamic(directory / f"{graph}.onnx", directory / f"{graph}.int8-cpu.onnx",
                          weight_type=QuantType.QInt8)
-    update_manifest(directory, graphs={g: {"int8-cpu": f"{g}.int8-cpu.onnx"} for g in ("auditor", "context", "masks")})
+    update_manifest(directory, graphs={g: {"int8-cpu": f"{g}.int8-cpu.onnx"} for g in ("context", "masks")})
     return directory
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bench") / "checkpoint"
-    tiny_artifact()[1].save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -119,16 +112,16 @@ def clip():
 
 
 @pytest.fixture(scope="module")
-def variants(model_dir, checkpoint):
+def variants(model_dir):
     from auditor_lite.benchmark.variants import build_variants
 
-    built, notes = build_variants(model_dir, 1, checkpoint, gpu=False)
+    built, notes = build_variants(model_dir, 1, gpu=False)
     return {v.name: v for v in built}, notes
 
 
 def _count_graph_calls(variant, clip, masks):
     """Results of one call and how often each graph runner of the auditor ran."""
-    auditor, counts = variant.auditor, {"fused": 0, "context": 0, "masks": 0}
+    auditor, counts = variant.auditor, {"context": 0, "masks": 0}
 
     def counting(method, key):
         original = getattr(auditor, method)
@@ -138,7 +131,7 @@ def _count_graph_calls(variant, clip, masks):
             return original(*args)
         return run
 
-    runners = {"run_fused": "fused", "run_context": "context", "run_masks": "masks"}
+    runners = {"run_context": "context", "run_masks": "masks"}
     for method, key in runners.items():
         setattr(auditor, method, counting(method, key))
     try:
@@ -151,19 +144,17 @@ def _count_graph_calls(variant, clip, masks):
 
 def test_variants_and_what_each_runs(variants, clip):
     by_name, notes = variants
-    expected = {f"ort {p} {layout}" for p in ("fp32", "int8-cpu") for layout in ("fused", "split", "naive", "cached")}
-    assert set(by_name) == expected | {"torch fp32 fused"}
+    assert set(by_name) == {f"ort {p} {layout}" for p in ("fp32", "int8-cpu") for layout in ("fused", "naive", "cached")}
     assert any("--no-gpu" in n for n in notes)
     masks = clip.masks_for(5)
     calls = {}
-    for name in ("ort fp32 fused", "ort fp32 naive", "ort fp32 split", "ort int8-cpu cached"):
+    for name in ("ort fp32 fused", "ort fp32 naive", "ort int8-cpu cached"):
         by_name[name].prepare(clip)  # the cached layout encodes its context here, once
         results, calls[name] = _count_graph_calls(by_name[name], clip, masks)
         assert [r.index for r in results] == [0, 1, 2, 3, 4]
-    assert calls["ort fp32 naive"] == {"fused": 5, "context": 0, "masks": 0}   # one context per mask
-    assert calls["ort fp32 fused"] == {"fused": 1, "context": 0, "masks": 0}
-    assert calls["ort fp32 split"] == {"fused": 0, "context": 1, "masks": 1}
-    assert calls["ort int8-cpu cached"] == {"fused": 0, "context": 0, "masks": 1}
+    assert calls["ort fp32 naive"] == {"context": 5, "masks": 5}   # one context per mask
+    assert calls["ort fp32 fused"] == {"context": 1, "masks": 1}
+    assert calls["ort int8-cpu cached"] == {"context": 0, "masks": 1}
     assert clip.masks_for(15)[13] is clip.masks[0]  # the sample clip's 13 masks, cycled
 
 
@@ -171,36 +162,40 @@ def test_stage_breakdown_restores_the_runtime(variants, clip):
     from auditor_lite.runtime import session as session_module
 
     fused = variants[0]["ort fp32 fused"]
-    before = session_module.prepare_frames
+    before = session_module.prepare_frames, session_module.cell_motion
     breakdown = stage_breakdown(fused, clip, clip.masks_for(3), repeats=2)
-    assert session_module.prepare_frames is before
-    assert "run_fused" not in vars(fused.auditor) and "embed_text" not in vars(fused.auditor)
+    assert (session_module.prepare_frames, session_module.cell_motion) == before
+    assert "run_context" not in vars(fused.auditor) and "run_masks" not in vars(fused.auditor)
     stages = {s["stage"]: s for s in breakdown["stages"]}
-    assert {"graph: fused", "prepare frames", "prepare masks", "input checks", "build results"} <= set(stages)
+    assert {"graph: context", "graph: masks", "prepare frames", "prepare masks", "log-mel", "cell motion",
+            "input checks", "build results"} <= set(stages)
     assert sum(s["share"] for s in breakdown["stages"]) == pytest.approx(1.0, abs=1e-6)
-    assert breakdown["feeds"]["graph: fused"][0]["masks"].shape[0] == 3
-    torch_variant = variants[0]["torch fp32 fused"]
-    own = vars(torch_variant.auditor)["embed_text"]  # an attribute the adapter owns, not a method
-    with instrumented(torch_variant.auditor):
-        assert vars(torch_variant.auditor)["embed_text"] is not own
-    assert vars(torch_variant.auditor)["embed_text"] is own
+    assert breakdown["feeds"]["graph: masks"][1].shape[0] == 3      # (context, masks, key_frame)
+    own = object()
+    vars(fused.auditor)["run_masks"] = own       # an attribute the caller set stays as it was
+    try:
+        with instrumented(fused.auditor):
+            assert vars(fused.auditor)["run_masks"] is not own
+        assert vars(fused.auditor)["run_masks"] is own
+    finally:
+        vars(fused.auditor).pop("run_masks")
 
 
-def test_suite_report_and_outputs(model_dir, checkpoint, tmp_path):
+def test_suite_report_and_outputs(model_dir, tmp_path):
     from auditor_lite.benchmark.report import write_outputs
     from auditor_lite.benchmark.suite import BenchOptions, run_suite
 
-    options = BenchOptions(model_dir=model_dir, checkpoint=checkpoint, mask_counts=(1, 13), repeats=2, warmup=1,
-                           threads=1, bench=BENCH, accuracy_expressions=2, profile_repeats=2, text_repeats=2, gpu=False)
+    options = BenchOptions(model_dir=model_dir, mask_counts=(1, 13), repeats=2, warmup=1, threads=1, bench=BENCH,
+                           accuracy_expressions=2, profile_repeats=2, text_repeats=2, gpu=False)
     report = run_suite(options)
     rows = {(r["variant"], r["masks"]): r for r in report["latency"]}
     assert ("ort fp32 naive", 1) not in rows and ("ort fp32 naive", 13) in rows
-    assert len(rows) == 9 * 2 - 2 and all(r["calls"] == 2 for r in rows.values())
-    assert rows[("ort int8-cpu naive", 13)]["graph_calls"] == {"fused_calls": 13}
-    assert rows[("ort fp32 split", 13)]["graph_calls"] == {"context_encodes": 1, "mask_calls": 1}
+    assert len(rows) == 6 * 2 - 2 and all(r["calls"] == 2 for r in rows.values())
+    assert rows[("ort int8-cpu naive", 13)]["graph_calls"] == {"context_encodes": 13, "mask_calls": 13}
+    assert rows[("ort fp32 fused", 13)]["graph_calls"] == {"context_encodes": 1, "mask_calls": 1}
     assert rows[("ort fp32 cached", 1)]["graph_calls"] == {"context_cache_hits": 1, "mask_calls": 1}
     assert rows[("ort fp32 naive", 13)]["max_iou_diff_vs_fused"] < 1e-5  # the layouts compute one function
-    assert rows[("ort fp32 split", 13)]["max_iou_diff_vs_fused"] < 1e-5
+    assert rows[("ort fp32 cached", 13)]["max_iou_diff_vs_fused"] < 1e-5
     fused, naive = rows[("ort int8-cpu fused", 13)], rows[("ort int8-cpu naive", 13)]
     goals = {g["goal"].split(" ")[0] + g["target"]: g for g in report["goals"]}
     assert len(report["goals"]) == 4 and all(isinstance(g["met"], bool) for g in report["goals"])
@@ -212,11 +207,9 @@ def test_suite_report_and_outputs(model_dir, checkpoint, tmp_path):
     assert speedup["x"] == pytest.approx(fp32_ratio)
     assert {s["precision"] for s in report["sizes"]} == {"fp32", "int8-cpu", "tokenizer.json"}
     assert report["text_encoder"][0]["file"] == "text_encoder.onnx"
-    artifacts = report["accuracy"]["artifacts"]
-    assert set(artifacts) == {"torch fp32", "ort fp32", "ort int8-cpu"}
-    assert artifacts["torch fp32"]["rmse"] == pytest.approx(artifacts["ort fp32"]["rmse"], abs=1e-4)
-    assert not any("is --checkpoint" in n for n in report["notes"])  # the right checkpoint agrees
-    assert {p["graph"] for p in report["profile"]["ops"]} == {"auditor.onnx", "auditor.int8-cpu.onnx"}
+    assert set(report["accuracy"]["artifacts"]) == {"ort fp32", "ort int8-cpu"}
+    assert {p["graph"] for p in report["profile"]["ops"]} == {"context.onnx", "masks.onnx", "context.int8-cpu.onnx",
+                                                             "masks.int8-cpu.onnx"}
     assert report["machine"]["threads"] == 1 and report["options"]["interleaved"]
 
     paths = write_outputs(report, tmp_path / "out")
@@ -235,21 +228,6 @@ def test_goals_not_measured_are_not_met(model_dir, tmp_path):
                                     profile_repeats=1, text_repeats=1, gpu=False, layouts=("fused",)))
     assert [g["met"] for g in report["goals"]] == [None, None, None, None]
     assert report["accuracy"] is None and any("--bench" in n for n in report["notes"])
-    assert any("--checkpoint" in n for n in report["notes"])
-
-
-def test_a_foreign_checkpoint_is_flagged(model_dir, tmp_path):
-    from auditor_lite.benchmark.suite import BenchOptions, run_suite
-    from runtime_helpers import tiny_model
-
-    model = tiny_model()
-    with torch.no_grad():
-        model.iou_head[-1].bias += 2.0  # another model of the same sizes
-    model.save_pretrained(tmp_path / "other")
-    report = run_suite(BenchOptions(model_dir=model_dir, checkpoint=tmp_path / "other", mask_counts=(2,), repeats=1,
-                                    warmup=0, threads=1, profile_repeats=1, text_repeats=1, gpu=False,
-                                    layouts=("fused",)))
-    assert any("is --checkpoint the checkpoint" in n for n in report["notes"])
 
 
 def test_cli(model_dir, tmp_path):
@@ -265,8 +243,8 @@ def test_cli(model_dir, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md"]
     bad = runner.invoke(bench, ["--model", str(model_dir), "--mask-counts", "1,0"])
     assert bad.exit_code == 2 and "positive integers" in bad.output
-    bad = runner.invoke(bench, ["--model", str(model_dir), "--layouts", "fused,batched"])
-    assert bad.exit_code == 2 and "fused, split, naive, cached" in bad.output
+    bad = runner.invoke(bench, ["--model", str(model_dir), "--layouts", "fused,split"])
+    assert bad.exit_code == 2 and "fused, naive, cached" in bad.output
     missing = runner.invoke(bench, ["--model", str(tmp_path / "nowhere"), "--no-plot"])
     assert missing.exit_code == 1 and "nowhere" in missing.output and "Traceback" not in missing.output
     no_clip = runner.invoke(bench, ["--model", str(model_dir), "--clip", str(tmp_path), "--no-plot"])

@@ -1,6 +1,6 @@
-"""``export onnx``: Optimum export of the fused and split graphs, torch-vs-ONNX Runtime checks, the
-model directory and its manifest. A tiny config keeps the file fast; the real student (with the text
-encoder) is one slow test."""
+"""``export onnx``: Optimum export of the grounded context and masks graphs, torch-vs-ONNX Runtime
+checks, the model directory and its manifest. The runtime tests' tiny grounded model keeps the file
+fast; the export with the real MiniLM text encoder is one slow test."""
 
 from __future__ import annotations
 
@@ -16,37 +16,34 @@ ort = pytest.importorskip("onnxruntime")
 
 from click.testing import CliRunner  # noqa: E402
 
+from auditor_lite.export import grounded as grounded_mod  # noqa: E402
 from auditor_lite.export import model_dir as model_dir_mod  # noqa: E402
 from auditor_lite.export.cli import export  # noqa: E402
-from auditor_lite.export.exporter import ExportError, check_opset, compare_with_torch, load_checkpoint  # noqa: E402
-from auditor_lite.export.onnx_config import AuditorOnnxConfig, MiniLMOnnxConfig  # noqa: E402
+from auditor_lite.export.exporter import ExportError, check_opset  # noqa: E402
+from auditor_lite.export.onnx_config import MiniLMOnnxConfig  # noqa: E402
 from auditor_lite.export.trt_checks import check_tensorrt_graph  # noqa: E402
 from auditor_lite.manifest import check_graph_contract, load_manifest  # noqa: E402
-from auditor_lite.model import AuditorConfig, AuditorModel  # noqa: E402
+from auditor_lite.model.grounded import save_scorer  # noqa: E402
+from auditor_lite.training.grounding_train import save_grounder  # noqa: E402
 
-# Every part of the real model at ~60k parameters (the audio input stays 10 s).
-TINY = dict(d_model=32, num_heads=2, mlp_ratio=2.0, context_depth=1, decoder_depth=1, frame_size=32,
-            frame_stages=[[8, 4], [16, 4]], key_size=32, key_stages=[[8, 4], [16, 2]],
-            mask_stages=[[8, 4], [16, 2]], audio_channels=16, audio_strides=[10, 5], text_tokens=2)
-GRAPHS = ("auditor", "context", "masks")
+GRAPHS = ("context", "masks")
 
 
-def make_checkpoint(path, **overrides):
-    torch.manual_seed(0)
-    model = AuditorModel(AuditorConfig.from_preset("student", **{**TINY, **overrides}))
-    for module in model.modules():  # non-trivial BatchNorm statistics, as after training
-        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    model.save_pretrained(path)
-    return model.eval()
+def save_checkpoint(model, path):
+    path.mkdir(parents=True)
+    save_grounder(model.grounder, path)
+    save_scorer(model.scorer, path)
+    return path
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """The tiny checkpoint exported once through the CLI: (model, model dir, CLI output)."""
+    """The tiny grounded checkpoint exported once through the CLI: (model, model dir, CLI output)."""
+    from runtime_helpers import tiny_model
+
     root = tmp_path_factory.mktemp("export")
-    model = make_checkpoint(root / "ckpt")
+    model = tiny_model()
+    save_checkpoint(model, root / "ckpt")
     result = CliRunner().invoke(export, ["onnx", "--model", str(root / "ckpt"), "--out", str(root / "model"),
                                          "--no-text"])
     assert result.exit_code == 0, result.output
@@ -56,24 +53,25 @@ def exported(tmp_path_factory):
 # ----------------------------------------------------------------------------------- the directory
 def test_model_directory_contents_and_manifest(exported):
     model, out, _ = exported
-    assert sorted(p.name for p in out.iterdir()) == ["auditor.onnx", "config.json", "context.onnx",
-                                                     "manifest.json", "masks.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "context.onnx", "manifest.json", "masks.onnx"]
     manifest = load_manifest(out)  # verifies every hash
     assert manifest.graphs == {g: {"fp32": f"{g}.onnx"} for g in GRAPHS}
-    assert manifest.default_precision == "fp32" and manifest.name == "auditor-lite-student"
-    assert AuditorConfig.from_json_file(str(out / "config.json")).to_dict() == model.config.to_dict()
-    inputs = {t["name"]: t for t in manifest.contract["auditor"]["inputs"]}
-    assert inputs["masks"]["shape"] == ["N", 1, 32, 32] and inputs["frames"]["range"] == [0, 1]
-    assert manifest.contract["context"]["outputs"][0]["shape"] == [1, model.config.context_tokens, 32]
+    assert manifest.default_precision == "fp32" and manifest.name == "auditor-lite-grounded"
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"] == manifest.data["architecture"] == "grounded"
+    assert config["key_size"] == 128 and config["max_tokens"] == model.max_tokens and config["cell_motion"]
+    inputs = {t["name"]: t for t in manifest.contract["masks"]["inputs"]}
+    assert inputs["masks"]["shape"] == ["N", 1, 128, 128]
+    assert [t["name"] for t in manifest.contract["context"]["inputs"]] == [
+        "frames", "key_index", "log_mel", "tokens", "token_mask", "cell_motion"]
     assert manifest.data["export"]["opset"] == 17
     assert all(row["ok"] for row in manifest.data["export"]["torch_vs_onnxruntime"])
 
 
 def test_cli_prints_the_torch_vs_onnx_table(exported):
     output = exported[2]
-    for graph in (*GRAPHS, "context+masks"):
-        for num_masks in (1, 13):
-            assert any(line.split()[:2] == [graph, str(num_masks)] for line in output.splitlines()), (graph, num_masks)
+    for num_masks in (1, 13):
+        assert any(line.split()[:2] == ["context+masks", str(num_masks)] for line in output.splitlines()), num_masks
     assert "FAIL" not in output and "wrote" in output
 
 
@@ -89,39 +87,48 @@ def test_graphs_match_their_contract_with_a_dynamic_mask_batch(exported, graph):
     assert check_tensorrt_graph(out / f"{graph}.onnx") == []
 
 
-def test_fused_graph_equals_torch_for_an_unseen_mask_count(exported):
+def test_masks_graph_equals_torch_for_an_unseen_mask_count(exported):
     model, out, _ = exported
-    session = ort.InferenceSession(str(out / "auditor.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(out / "masks.onnx"), providers=["CPUExecutionProvider"])
     inputs = model.example_inputs(num_masks=7, seed=42)
-    iou, type_logits, action_logits = session.run(None, {k: v.numpy() for k, v in inputs.items()})
+    names = grounded_mod.graph_inputs(grounded_mod.runtime_config(model), "context")
     with torch.no_grad():
-        expected = model(**inputs)
+        context = model.encode_context(*(inputs[k] for k in names))
+        expected = model.audit_masks(context, inputs["masks"], inputs["key_frame"])
+    iou, type_logits, action_logits = session.run(None, {"context": context.numpy(), "masks": inputs["masks"].numpy(),
+                                                         "key_frame": inputs["key_frame"].numpy()})
     assert iou.shape == (7,) and type_logits.shape == (7, 7) and action_logits.shape == (7, 4)
-    np.testing.assert_allclose(iou, expected.iou.numpy(), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(type_logits, expected.type_logits.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(iou, expected[0].numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(type_logits, expected[1].numpy(), atol=1e-4, rtol=0)
+
+
+def changed_copy(model):
+    """The model with its IoU head's bias moved: torch now differs from the exported graphs."""
+    from runtime_helpers import tiny_model
+
+    changed = tiny_model()
+    changed.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        changed.scorer.iou_head.bias += 0.5
+    return changed
 
 
 def test_comparison_flags_a_graph_that_disagrees(exported):
     model, out, _ = exported
-    changed = AuditorModel(model.config).eval()
-    changed.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        changed.iou_head[-1].bias += 0.5  # torch now differs from the exported graphs
-    rows = compare_with_torch(changed, {g: out / f"{g}.onnx" for g in GRAPHS}, mask_counts=(2,))
-    failed = {(r["graph"], r["output"]) for r in rows if not r["ok"]}
-    assert failed == {("auditor", "iou"), ("masks", "iou"), ("context+masks", "iou")}
-    assert all(r["max_abs_diff"] > 0.01 for r in rows if not r["ok"])
+    rows = grounded_mod.compare_grounded(changed_copy(model), {g: out / f"{g}.onnx" for g in GRAPHS})
+    failed = {r["output"] for r in rows if not r["ok"]}
+    assert failed == {"iou"} and all(r["max_abs_diff"] > 0.01 for r in rows if not r["ok"])
 
 
 def test_failed_check_leaves_no_model_directory(exported, tmp_path, monkeypatch):
     model, out, _ = exported
-    ckpt = tmp_path / "ckpt"
-    model.save_pretrained(ckpt)
-    # Reuse the fixture's graphs instead of exporting again; the comparison itself runs for real.
-    monkeypatch.setattr(model_dir_mod, "export_auditor_graph",
+    ckpt = save_checkpoint(changed_copy(model), tmp_path / "ckpt")
+    # Reuse the fixture's graphs (of the unchanged model) instead of exporting again; the
+    # comparison with the changed checkpoint runs for real and fails.
+    monkeypatch.setattr(grounded_mod, "export_grounded_graph",
                         lambda m, graph, path, opset: shutil.copy(out / f"{graph}.onnx", path) and 0.0)
-    with pytest.raises(ExportError, match=r"context\.onnx: ONNX Runtime differs from torch beyond tolerance"):
-        model_dir_mod.export_model_dir(ckpt, tmp_path / "model", with_text=False, tolerances={"context": 0.0})
+    with pytest.raises(ExportError, match=r"ONNX Runtime differs from torch: iou"):
+        model_dir_mod.export_model_dir(ckpt, tmp_path / "model", with_text=False)
     assert not (tmp_path / "model").exists() and not (tmp_path / ".model.partial").exists()
 
 
@@ -137,38 +144,16 @@ def test_destination_rules(exported, tmp_path):
 
 
 def test_bad_checkpoints_and_opsets_are_named(tmp_path):
-    with pytest.raises(ExportError, match="not a model checkpoint"):
-        load_checkpoint(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    with pytest.raises(ExportError, match="model_type is 'bert', not 'auditor'"):
-        load_checkpoint(tmp_path)
+    with pytest.raises(ExportError, match="no grounder_config.json"):
+        model_dir_mod.export_model_dir(tmp_path, tmp_path / "o", with_text=False)
     with pytest.raises(ExportError, match="--opset 16: must be in"):
         check_opset(16)
     result = CliRunner().invoke(export, ["onnx", "--model", str(tmp_path), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 1 and "model_type is 'bert'" in result.output
+    assert result.exit_code == 1 and "no grounder_config.json" in result.output
+    assert not (tmp_path / "o").exists()
 
 
 # ----------------------------------------------------------------------------------- Optimum config
-def test_onnx_config_axes_variants_and_dummy_inputs():
-    config = AuditorConfig.from_preset("student", **TINY)
-    fused = AuditorOnnxConfig(config)
-    assert fused.variant == "fused" and list(fused.inputs) == ["frames", "key_frame", "audio", "text_embedding",
-                                                               "masks"]
-    assert fused.inputs["masks"] == {0: "N"} and fused.inputs["frames"] == {}
-    assert fused.outputs == {"iou": {0: "N"}, "type_logits": {0: "N"}, "action_logits": {0: "N"}}
-    split = AuditorOnnxConfig(config, graph="masks")
-    assert split.variant == "split" and list(split.inputs) == ["context", "masks", "key_frame"]
-    dummy = fused.generate_dummy_inputs(framework="pt")
-    assert dummy["masks"].shape == (3, 1, 32, 32)  # never 1: a batch-1 example can bake N in
-    assert set(dummy["masks"].unique().tolist()) <= {0.0, 1.0}
-    assert 0 <= dummy["frames"].min() and dummy["frames"].max() <= 1
-    torch.testing.assert_close(dummy["text_embedding"].norm(), torch.tensor(1.0))
-    assert split.generate_dummy_inputs(framework="np", num_masks=5)["masks"].shape == (5, 1, 32, 32)
-    assert split.generate_dummy_inputs()["context"].shape == (1, config.context_tokens, 32)
-    with pytest.raises(ValueError, match="unknown graph 'text'"):
-        AuditorOnnxConfig(config, graph="text")
-
-
 def test_text_config_fixes_the_batch_at_one():
     from transformers import BertConfig
 
@@ -177,9 +162,9 @@ def test_text_config_fixes_the_batch_at_one():
     assert int(dummy["input_ids"].max()) < 50
 
 
-# ----------------------------------------------------------------------------------- the real student
+# ----------------------------------------------------------------------------------- with MiniLM
 @pytest.mark.slow
-def test_student_export_with_text_encoder(tmp_path):
+def test_export_with_the_minilm_text_encoder(exported, tmp_path):
     from tokenizers import Tokenizer
 
     from auditor_lite.export import text_encoder as te
@@ -189,9 +174,7 @@ def test_student_export_with_text_encoder(tmp_path):
         encoder = MiniLMTextEncoder()
     except TextEncoderUnavailable as exc:
         pytest.skip(str(exc))
-    torch.manual_seed(0)
-    AuditorModel(AuditorConfig.from_preset("student")).save_pretrained(tmp_path / "ckpt")
-    summary = model_dir_mod.export_model_dir(tmp_path / "ckpt", tmp_path / "model")
+    summary = model_dir_mod.export_model_dir(exported[1].parent / "ckpt", tmp_path / "model")
     assert all(row["ok"] for row in summary.comparison)
     manifest = load_manifest(tmp_path / "model")
     # The int8 text encoder ships alone exactly when it is faithful enough.
@@ -205,7 +188,7 @@ def test_student_export_with_text_encoder(tmp_path):
     # The runtime's path: tokenizer.json + the text graph gives the torch embedding.
     tokens = Tokenizer.from_file(str(tmp_path / "model" / "tokenizer.json")).encode("the dog barking on the left")
     (embedding,) = session.run(["text_embedding"], {"input_ids": np.array([tokens.ids]),
-                                      "attention_mask": np.array([tokens.attention_mask])})
+                                                    "attention_mask": np.array([tokens.attention_mask])})
     reference = encoder.encode(["the dog barking on the left"]).numpy()
     assert float(embedding[0] @ reference[0]) > 0.99
     for graph in (*GRAPHS, "text_encoder"):

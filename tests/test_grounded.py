@@ -1,14 +1,13 @@
 """The grounded auditor (stage A + stage B): export, runtime, per-mask independence, ablation flags.
 
-A tiny randomly initialised GroundedAuditor (real 128-px inputs, narrow layers) is exported with
-the project's exporter; the text encoder is the runtime tests' stand-in (token states from an
-embedding table) behind the real MiniLM tokenizer.
+The model directory is the runtime tests' tiny one (tests/runtime_helpers.py): a randomly
+initialised GroundedAuditor (real 128-px inputs, narrow layers) exported with the project's
+exporter, and a stand-in text encoder behind the real MiniLM tokenizer.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -16,53 +15,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from auditor_lite.manifest import update_manifest  # noqa: E402
-from auditor_lite.model.grounded import GroundedAuditor, save_scorer  # noqa: E402
-from auditor_lite.model.grounder import Grounder, GrounderConfig  # noqa: E402
 from auditor_lite.motion import cell_motion  # noqa: E402
-from auditor_lite.model.scorer import MaskScorer, ScorerConfig, mask_crops, mask_features  # noqa: E402
+from auditor_lite.model.scorer import mask_crops, mask_features  # noqa: E402
 from auditor_lite.runtime import Auditor  # noqa: E402
 
-TINY_GROUNDER = dict(width=32, heads=2, track_dim=8, audio_dim=8, decoder_dim=8, cell_motion=True)
-
-
-def tiny_grounded() -> GroundedAuditor:
-    torch.manual_seed(0)
-    model = GroundedAuditor(Grounder(GrounderConfig(**TINY_GROUNDER)), MaskScorer(ScorerConfig(hidden=16, crop_dim=8)))
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 2.0)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory):
-    from runtime_helpers import _text_encoder, minilm_tokenizer_json
+def artifact():
+    from runtime_helpers import tiny_artifact
 
-    from auditor_lite.export.contract import text_encoder_contract
-    from auditor_lite.export.model_dir import export_model_dir
-    from auditor_lite.training.grounding_train import save_grounder
-
-    root = tmp_path_factory.mktemp("grounded")
-    model = tiny_grounded()
-    checkpoint = root / "checkpoint"
-    checkpoint.mkdir()
-    save_grounder(model.grounder, checkpoint)
-    save_scorer(model.scorer, checkpoint)
-    out = root / "model"
-    summary = export_model_dir(checkpoint, out, with_text=False, name="tiny-grounded")
-    assert all(row["ok"] for row in summary.comparison)
-    ids = torch.tensor([[101, 1996, 3899, 102]])
-    torch.onnx.export(_text_encoder(), (ids, torch.ones_like(ids)), str(out / "text_encoder.onnx"), dynamo=False,
-                      opset_version=17, input_names=["input_ids", "attention_mask"],
-                      output_names=["text_embedding", "token_states"],
-                      dynamic_axes={"input_ids": {1: "T"}, "attention_mask": {1: "T"}, "token_states": {1: "T"}})
-    shutil.copy(minilm_tokenizer_json(), out / "tokenizer.json")
-    vocab = len(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"])
-    update_manifest(out, graphs={"text_encoder": {"fp32": "text_encoder.onnx"}},
-                    contract={"text_encoder": text_encoder_contract(vocab)})
-    return out, model
+    return tiny_artifact()
 
 
 def clip(seed=0, masks=13, size=96):
@@ -82,7 +43,7 @@ def test_manifest_says_grounded_and_runtime_matches_torch(artifact):
 
     out, model = artifact
     auditor = Auditor.load(out, intra_op_threads=1)
-    assert auditor.grounded and auditor.manifest.data["architecture"] == "grounded"
+    assert auditor.config.architecture == auditor.manifest.data["architecture"] == "grounded"
     frames, audio, masks = clip()
     results = auditor.audit(frames, audio, "the dog barking on the left", masks, frame_index=4)
     tokens, token_mask = auditor.text.token_states("the dog barking on the left", model.max_tokens)
@@ -161,7 +122,7 @@ def small_bench(tmp_path_factory):
 
 def test_int8_is_gated_through_the_runtime_and_installed_only_when_it_passes(artifact, small_bench, tmp_path):
     from auditor_lite.calibration.grounded_int8 import int8_grounded
-    from auditor_lite.calibration.pipeline import GateFailed
+    from auditor_lite.calibration.gate import GateFailed
 
     out = tmp_path / "int8"
     # a random tiny model: RMSE only (its class logits are within rounding of each other)
@@ -170,7 +131,7 @@ def test_int8_is_gated_through_the_runtime_and_installed_only_when_it_passes(art
     gate = report["gate"]
     assert gate["passed"] and set(gate["scores"]) == {"fp32", "int8-cpu"} and gate["expressions"] == 3
     int8 = Auditor.load(out)
-    assert int8.precision == "int8-cpu" and int8.split and int8.manifest.data["int8"]["gate"]["passed"]
+    assert int8.precision == "int8-cpu" and int8.manifest.data["int8"]["gate"]["passed"]
     assert not (tmp_path / ".int8.partial").exists()
     # a gate that cannot pass: nothing installed, the partial directory kept for inspection
     refused = tmp_path / "refused"

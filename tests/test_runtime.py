@@ -13,7 +13,7 @@ import pytest
 
 from auditor_lite import preprocess as pp
 from auditor_lite.data.schema import ACTIONS, MASK_TYPES
-from auditor_lite.manifest import ManifestError, update_manifest, write_manifest
+from auditor_lite.manifest import ManifestError, update_manifest
 from auditor_lite.runtime import Auditor, InputError, ModelFileError, ModelNotFoundError
 from auditor_lite.runtime import model_dir as model_dir_module
 from auditor_lite.runtime.backends import choose_providers
@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 
 from runtime_helpers import CALIBRATION, _text_encoder, copy_artifact, tiny_artifact  # noqa: E402
 
-SIZE = 40  # user-side frame size; the tiny model resizes to 32
+SIZE = 96  # user-side frame size; the tiny model area-resizes to 128
 
 
 @pytest.fixture(scope="session")
@@ -45,46 +45,32 @@ def clip(seed: int = 0, masks: int = 5):
 
 
 def torch_outputs(model, auditor, frames, audio, expression, masks, frame_index):
-    """The torch model on exactly the runtime's preprocessing (the text embedding is the runtime's:
+    """The torch model on exactly the runtime's preprocessing (the token states are the runtime's:
     the text graph is checked on its own below)."""
-    c = model.config
-    inputs = {
-        "frames": pp.prepare_frames(frames, c.frame_size),
-        "key_frame": pp.prepare_key_frame(frames[frame_index], c.key_size),
-        "audio": pp.prepare_audio(np.concatenate([audio, np.zeros(160000 - len(audio), np.float32)]), 16000),
-        "text_embedding": auditor.embed_text(expression)[None],
-        "masks": pp.prepare_masks(masks, c.key_size),
-    }
+    from auditor_lite.motion import cell_motion
+
+    prepared = pp.prepare_frames(frames, 128)
+    tokens, token_mask = auditor.text.token_states(expression, model.max_tokens)
+    padded = np.concatenate([audio, np.zeros(160000 - len(audio), np.float32)])
     with torch.no_grad():
-        out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
-    return out.iou.numpy(), out.type_logits.numpy(), out.action_logits.numpy()
-
-
-def fused_only_copy(dest: Path) -> Path:
-    """The fixture without the split graphs: the runtime must fall back to the fused graph."""
-    from auditor_lite.manifest import load_manifest
-
-    copy_artifact(dest)
-    data = load_manifest(dest).data
-    for name in ("context", "masks"):
-        (dest / f"{name}.onnx").unlink()
-    graphs = {g: v for g, v in data["graphs"].items() if g not in ("context", "masks")}
-    write_manifest(dest, name=data["name"], graphs=graphs,
-                   contract={g: data["contract"][g] for g in graphs}, default_precision="fp32",
-                   extra={"score_calibration": data["score_calibration"]})
-    return dest
+        context = model.encode_context(
+            torch.from_numpy(prepared), torch.tensor([frame_index]),
+            torch.from_numpy(pp.log_mel(pp.prepare_audio(padded, 16000)[0])[None]),
+            torch.from_numpy(tokens.copy()), torch.from_numpy(token_mask.copy()),
+            torch.from_numpy(cell_motion(prepared[0] * 255.0)[None]))
+        out = model.audit_masks(context, torch.from_numpy(pp.prepare_masks(masks, 128)),
+                                torch.from_numpy(pp.prepare_key_frame(frames[frame_index], 128)))
+    return tuple(t.numpy() for t in out)
 
 
 # ------------------------------------------------------------------------------ parity with torch
-@pytest.mark.parametrize("layout", ["split", "fused"])
-def test_runtime_matches_torch_model(artifact, auditor, layout, tmp_path):
+def test_runtime_matches_torch_model(artifact, auditor):
     model = artifact[1]
-    runtime = auditor if layout == "split" else Auditor.load(fused_only_copy(tmp_path / "fused"))
-    assert runtime.split == (layout == "split") and ("split" in runtime.backend) == (layout == "split")
+    assert auditor.config.architecture == auditor.manifest.data["architecture"] == "grounded"
     frames, audio, masks = clip(seed=3, masks=6)
     expression = "the dog barking on the left"
-    results = runtime.audit(frames, audio, expression, masks, frame_index=4)
-    iou, type_logits, action_logits = torch_outputs(model, runtime, frames, audio, expression, masks, 4)
+    results = auditor.audit(frames, audio, expression, masks, frame_index=4)
+    iou, type_logits, action_logits = torch_outputs(model, auditor, frames, audio, expression, masks, 4)
     np.testing.assert_allclose([r.raw_iou for r in results], iou, atol=1e-4, rtol=0)
     type_p, action_p = softmax(type_logits), softmax(action_logits)
     for r, tp, ap in zip(results, type_p, action_p):
@@ -92,7 +78,7 @@ def test_runtime_matches_torch_model(artifact, auditor, layout, tmp_path):
         np.testing.assert_allclose([r.action_probs[c] for c in ACTIONS], ap, atol=1e-4)
         assert r.mask_type == MASK_TYPES[int(tp.argmax())] and r.action == ACTIONS[int(ap.argmax())]
     # Score calibration: np.interp on the fixture's knots, interval = iou -/+ q clipped to [0, 1].
-    expected = np.interp(iou, CALIBRATION["x"], CALIBRATION["y"])
+    expected = np.interp(np.clip(iou, 0, 1), CALIBRATION["x"], CALIBRATION["y"])
     np.testing.assert_allclose([r.iou for r in results], expected, atol=1e-4)
     q = CALIBRATION["conformal"]["q"]
     np.testing.assert_allclose([r.iou_low for r in results], np.clip(expected - q, 0, 1), atol=1e-4)
@@ -165,7 +151,7 @@ def test_missing_file_and_unlisted_graph_are_refused(tmp_path):
 def test_contract_mismatch_is_refused(tmp_path):
     model_dir = copy_artifact(tmp_path / "m")
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    manifest["contract"]["masks"]["inputs"][1]["shape"] = ["N", 1, 64, 64]  # the graph takes 32 x 32
+    manifest["contract"]["masks"]["inputs"][1]["shape"] = ["N", 1, 64, 64]  # the graph takes 128 x 128
     (model_dir / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ManifestError, match=r"masks\.onnx: graph does not match its contract.*'masks'"):
         Auditor.load(model_dir)
@@ -184,7 +170,7 @@ def test_config_that_does_not_belong_to_the_graphs_is_refused(tmp_path):
 @pytest.mark.parametrize("field,value,pattern", [
     ("mask_types", ["perfect", "cutout", "erode"], r"mask_types lists 3 names but the graphs give 7 type_logits"),
     ("actions", ["accept", "accept", "reject", "x"], r"actions must be distinct non-empty names"),
-    ("cell_motion", True, r"cell_motion is True but the context graph does not take"),
+    ("cell_motion", False, r"cell_motion is False but the context graph takes"),
 ])
 def test_config_names_that_do_not_fit_the_graphs_are_refused(tmp_path, field, value, pattern):
     model_dir = copy_artifact(tmp_path / "m")
@@ -193,6 +179,20 @@ def test_config_names_that_do_not_fit_the_graphs_are_refused(tmp_path, field, va
     (model_dir / "config.json").write_text(json.dumps(config))
     update_manifest(model_dir)
     with pytest.raises(ModelFileError, match=rf"config\.json \[{field}\]: {pattern}"):
+        Auditor.load(model_dir)
+
+
+@pytest.mark.parametrize("architecture", ["auditor", None])
+def test_a_directory_of_the_retired_pooled_text_architecture_is_refused(tmp_path, architecture):
+    model_dir = copy_artifact(tmp_path / "m")
+    config = json.loads((model_dir / "config.json").read_text())
+    if architecture is None:
+        del config["architecture"]      # the first model directories did not name one
+    else:
+        config["architecture"] = architecture
+    (model_dir / "config.json").write_text(json.dumps(config))
+    update_manifest(model_dir)
+    with pytest.raises(ModelFileError, match=r"config\.json \[architecture\]: exported for an older runtime"):
         Auditor.load(model_dir)
 
 
@@ -318,15 +318,6 @@ def test_sliding_window_matches_a_fresh_clip(auditor):
         stream.push_frame(np.zeros((SIZE + 2, SIZE, 3), np.uint8))
 
 
-def test_fused_layout_caches_nothing_but_still_audits(tmp_path):
-    fused = Auditor.load(fused_only_copy(tmp_path / "fused"))
-    frames, audio, masks = clip(seed=4, masks=3)
-    session = fused.session("the drum", frames, audio)
-    session.audit(masks, 1)
-    session.audit(masks, 1)
-    assert session.stats["fused_calls"] == 2 and session.stats["context_encodes"] == 0
-
-
 # ------------------------------------------------------------------------------ threads
 def test_threads_share_one_auditor(auditor):
     jobs = []
@@ -365,13 +356,13 @@ def test_auto_precision_picks_the_manifest_default_int8_graphs(tmp_path):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model_dir = copy_artifact(tmp_path / "m")
-    for graph in ("auditor", "context", "masks"):  # a stand-in for `export int8`: same names and shapes
+    for graph in ("context", "masks"):  # a stand-in for `export int8`: same names and shapes
         quantize_dynamic(str(model_dir / f"{graph}.onnx"), str(model_dir / f"{graph}.int8-cpu.onnx"),
                          weight_type=QuantType.QInt8)
-    update_manifest(model_dir, graphs={g: {"int8-cpu": f"{g}.int8-cpu.onnx"} for g in ("auditor", "context", "masks")},
+    update_manifest(model_dir, graphs={g: {"int8-cpu": f"{g}.int8-cpu.onnx"} for g in ("context", "masks")},
                     default_precision="int8-cpu")
     int8, fp32 = Auditor.load(model_dir), Auditor.load(model_dir, precision="fp32")
-    assert int8.precision == "int8-cpu" and "int8-cpu" in int8.backend and int8.split
+    assert int8.precision == "int8-cpu" and "int8-cpu" in int8.backend
     assert int8.graphs["context"].path.name == "context.int8-cpu.onnx"
     assert fp32.precision == "fp32" and fp32.graphs["context"].path.name == "context.onnx"
     frames, audio, masks = clip(seed=8, masks=4)

@@ -30,7 +30,7 @@ def test_checkpoint_loads_and_is_small():
 
 def test_checkpoint_matches_the_shipped_int8_model_on_the_sample_clip():
     auditor = Auditor.load(precision="int8-cpu")
-    assert auditor.grounded
+    assert auditor.config.architecture == "grounded"
     seen = {}
     run_context, run_masks = auditor.run_context, auditor.run_masks
 

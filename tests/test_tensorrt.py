@@ -186,9 +186,9 @@ def test_trtexec_command_for_each_mode():
 # ----------------------------------------------------------------------------------- export trt
 @pytest.fixture
 def trt_model_dir(tmp_path):
-    onnx.save(mean_graph(), str(tmp_path / "auditor.onnx"))
-    write_manifest(tmp_path, name="tiny", graphs={"auditor": {"fp32": "auditor.onnx"}},
-                   contract={"auditor": CONTRACT}, default_precision="fp32")
+    onnx.save(mean_graph(), str(tmp_path / "masks.onnx"))
+    write_manifest(tmp_path, name="tiny", graphs={"masks": {"fp32": "masks.onnx"}},
+                   contract={"masks": CONTRACT}, default_precision="fp32")
     return tmp_path
 
 
@@ -201,11 +201,11 @@ def test_export_trt_prints_trtexec_then_fails_clearly(trt_model_dir, tmp_path):
     result = CliRunner().invoke(export, ["trt", "--model", str(trt_model_dir), "--out", str(tmp_path / "e.engine"),
                                          "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 1
-    assert f"trtexec --onnx={trt_model_dir / 'auditor.onnx'} --minShapes=masks:1x1x8x8" in result.output
+    assert f"trtexec --onnx={trt_model_dir / 'masks.onnx'} --minShapes=masks:1x1x8x8" in result.output
     assert f"--fp16 --timingCacheFile={tmp_path / 'cache' / 'timing.cache'}" in result.output
     assert "TensorRT is not installed, so no engine was built" in result.output
     with pytest.raises(trt_build.TensorRTUnavailable, match="pip install tensorrt"):
-        trt_build.build_engine(trt_model_dir / "auditor.onnx", tmp_path / "x.engine",
+        trt_build.build_engine(trt_model_dir / "masks.onnx", tmp_path / "x.engine",
                                shapes=trt_build.profile_shapes(CONTRACT))
 
 
@@ -215,9 +215,9 @@ def test_export_trt_refuses_a_graph_tensorrt_cannot_build(tmp_path):
     from auditor_lite.export.cli import export
 
     mod = helper.make_node("Mod", ["masks", "two"], ["m"], name="bad_mod", fmod=1)
-    onnx.save(mean_graph([mod], [const("two", np.float32(2.0))], first_input="m"), str(tmp_path / "auditor.onnx"))
-    write_manifest(tmp_path, name="t", graphs={"auditor": {"fp32": "auditor.onnx"}},
-                   contract={"auditor": CONTRACT}, default_precision="fp32")
+    onnx.save(mean_graph([mod], [const("two", np.float32(2.0))], first_input="m"), str(tmp_path / "masks.onnx"))
+    write_manifest(tmp_path, name="t", graphs={"masks": {"fp32": "masks.onnx"}},
+                   contract={"masks": CONTRACT}, default_precision="fp32")
     result = CliRunner().invoke(export, ["trt", "--model", str(tmp_path)])
     assert result.exit_code == 1
     assert "not buildable by TensorRT" in result.output and "op Mod (forbidden): 1 node(s): bad_mod" in result.output
@@ -229,7 +229,7 @@ def test_engine_build_and_cache_reuse(trt_model_dir, tmp_path):
 
     manifest = load_manifest(trt_model_dir)
     shapes = trt_build.profile_shapes(CONTRACT, {"N": (1, 4, 8)})
-    plan = trt_build.plan_engine(trt_model_dir / "auditor.onnx", manifest.data["files"]["auditor.onnx"]["sha256"],
+    plan = trt_build.plan_engine(trt_model_dir / "masks.onnx", manifest.data["files"]["masks.onnx"]["sha256"],
                                  shapes=shapes, cache_dir=tmp_path, label="tiny")
     engine, built = trt_build.build_planned(plan)
     assert built and engine.stat().st_size > 0 and plan.timing_cache.is_file()

@@ -1,6 +1,6 @@
 """Accuracy beside speed: every artifact scored on the same slice of a benchmark.
 
-Each auditor (one per precision, plus torch eager when a checkpoint is given) audits the candidates
+Each auditor (one per precision) audits the candidates
 of the first N expressions of a test split with the runtime's own benchmark path
 (:func:`auditor_lite.batch_audit.audit_record`: one session per expression, one context per
 audited frame), and the predictions are scored by the evaluation protocol

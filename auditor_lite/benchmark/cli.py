@@ -33,17 +33,15 @@ def _layouts(ctx, param, value: str) -> tuple[str, ...]:
 @click.command("bench")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Model directory (from `export onnx` / `export int8`) [the packaged default model].")
-@click.option("--checkpoint", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The checkpoint the directory was exported from: adds torch eager FP32 (needs torch).")
 @click.option("--mask-counts", "mask_counts", default="1,13", show_default=True, callback=_mask_counts,
               help="Masks per clip call, comma separated.")
 @click.option("--repeats", type=click.IntRange(1), default=50, show_default=True,
               help="Timed rounds (every case once per round, interleaved).")
 @click.option("--warmup", type=click.IntRange(0), default=5, show_default=True, help="Untimed rounds first.")
 @click.option("--threads", type=click.IntRange(1), default=None,
-              help="ONNX Runtime intra-op (and torch) threads [all CPUs, as the runtime].")
+              help="ONNX Runtime intra-op threads [all CPUs, as the runtime].")
 @click.option("--layouts", default=",".join(LAYOUTS), show_default=True, callback=_layouts,
-              help="Layouts to time (fused, split, naive, cached).")
+              help="Layouts to time (fused, naive, cached).")
 @click.option("--clip", "clip_dir", type=click.Path(file_okay=False, path_type=Path), default=SAMPLE_CLIP,
               help="Clip folder in the sample-clip layout [the packaged sample clip].")
 @click.option("--bench", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -57,10 +55,10 @@ def _layouts(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench_out"),
               show_default=True, help="Folder for bench.json, bench.md and bench.png.")
 @click.option("--no-plot", is_flag=True, help="Skip bench.png (no matplotlib needed).")
-def bench(model_dir, checkpoint, mask_counts, repeats, warmup, threads, layouts, clip_dir, bench,
+def bench(model_dir, mask_counts, repeats, warmup, threads, layouts, clip_dir, bench,
           accuracy_expressions, profile_repeats, gpu, out, no_plot):
-    """Benchmark every way to run MODEL side by side: latency p50/p90/p99, masks/s, fused vs split vs
-    naive, INT8 vs FP32 (and torch, TensorRT), sizes, accuracy and a profile."""
+    """Benchmark every way to run MODEL side by side: latency p50/p90/p99, masks/s, fused vs naive vs
+    cached context, INT8 vs FP32 (and CUDA, TensorRT), sizes, accuracy and a profile."""
     from auditor_lite.benchmark.report import all_tables, machine_line, render_text, write_outputs
     from auditor_lite.benchmark.suite import BenchOptions, run_suite
     from auditor_lite.data.schema import DataError
@@ -70,7 +68,7 @@ def bench(model_dir, checkpoint, mask_counts, repeats, warmup, threads, layouts,
     if model_dir is None:
         from auditor_lite.runtime.model_dir import DEFAULT_MODEL_DIR
         model_dir = DEFAULT_MODEL_DIR
-    options = BenchOptions(model_dir=model_dir, checkpoint=checkpoint, mask_counts=mask_counts,
+    options = BenchOptions(model_dir=model_dir, mask_counts=mask_counts,
                            repeats=repeats, warmup=warmup, threads=threads, clip_dir=clip_dir, bench=bench,
                            accuracy_expressions=accuracy_expressions, profile_repeats=profile_repeats,
                            text_repeats=profile_repeats, gpu=gpu, layouts=layouts,
@@ -80,9 +78,8 @@ def bench(model_dir, checkpoint, mask_counts, repeats, warmup, threads, layouts,
     except (DataError, ManifestError, ModelNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except ModuleNotFoundError as exc:  # an option whose extra is not installed
-        raise click.ClickException(f"{exc.name} is not installed: --checkpoint needs the train extra, "
-                                   "--bench (accuracy) and the plot the data extra (pip install "
-                                   "'auditor-lite[train]' or 'auditor-lite[data]')") from None
+        raise click.ClickException(f"{exc.name} is not installed: --bench (accuracy) and the plot need "
+                                   "the data extra (pip install 'auditor-lite[data]')") from None
     click.echo(render_text(all_tables(report), machine_line(report)))
     for note in report["notes"]:
         click.echo(f"note: {note}")

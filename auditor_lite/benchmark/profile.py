@@ -27,11 +27,11 @@ SESSION_STAGES = {
     "check_frames": "input checks", "check_frame": "input checks", "check_audio": "input checks",
     "check_masks": "input checks", "prepare_frames": "prepare frames", "prepare_audio": "prepare audio",
     "prepare_key_frame": "prepare key frame", "prepare_masks": "prepare masks",
+    "log_mel": "log-mel", "cell_motion": "cell motion",
     "build_results": "build results",
 }
-# Methods of the auditor (ONNX or torch) the session calls.
-AUDITOR_STAGES = {"embed_text": "text embedding (cached)", "run_fused": "graph: fused",
-                  "run_context": "graph: context", "run_masks": "graph: masks"}
+# Methods of the auditor the session calls.
+AUDITOR_STAGES = {"run_context": "graph: context", "run_masks": "graph: masks"}
 OTHER = "other (session glue)"
 TOP_NODES = 5
 

@@ -11,8 +11,7 @@ import math
 from pathlib import Path
 
 TOP_OPS = 10
-CALL_NAMES = {"context_encodes": "context", "mask_calls": "masks", "fused_calls": "fused",
-              "context_cache_hits": "cache hit"}
+CALL_NAMES = {"context_encodes": "context", "mask_calls": "masks", "context_cache_hits": "cache hit"}
 
 
 def _num(value, spec: str) -> str:
@@ -47,13 +46,13 @@ def goals_table(report: dict):
 
     rows = [[g["goal"], g["target"], _num(g["measured"], ".2f"), verdict(g["met"]), g["from"], g["note"]]
             for g in report["goals"]]
-    return "Issue-6 goals (this machine, this run)", ["goal", "target", "measured", "verdict", "from", "note"], rows
+    return "Speed goals (this machine, this run)", ["goal", "target", "measured", "verdict", "from", "note"], rows
 
 
 def sizes_table(report: dict):
-    rows = [[s["precision"], _num(s["fused_mb"], ".2f"), _num(s["split_mb"], ".2f"),
+    rows = [[s["precision"], _num(s["context_mb"], ".2f"), _num(s["masks_mb"], ".2f"),
              _num(s["text_encoder_mb"], ".2f")] for s in report["sizes"]]
-    return "Model files (MB)", ["precision", "fused auditor", "context + masks", "text encoder"], rows
+    return "Model files (MB)", ["precision", "context graph", "masks graph", "text encoder"], rows
 
 
 def text_table(report: dict):
@@ -70,12 +69,12 @@ def accuracy_table(report: dict):
     speed = {}
     for r in report["latency"]:
         prefix = r["variant"].rsplit(" ", 1)[0]
-        if r["layout"] in ("split", "fused") and r["masks"] == max(report["options"]["masks"]):
+        if r["layout"] == "fused" and r["masks"] == max(report["options"]["masks"]):
             speed[prefix] = max(speed.get(prefix, 0.0), r["masks_per_s"])
     rows = [[name, _num(a["rmse"], ".4f"), _num(a["f2_m"], ".2f"), _num(a["f2_a"], ".2f"), str(a["masks"]),
              _num(speed.get(name), ".0f")] for name, a in acc["artifacts"].items()]
     title = (f"Accuracy on the first {acc['expressions']} expressions of {acc['split']}/{acc['mode']} "
-             f"({acc['bench']}) beside speed (best of fused/split at {max(report['options']['masks'])} masks)")
+             f"({acc['bench']}) beside speed (fused at {max(report['options']['masks'])} masks)")
     return title, ["artifact", "IoU RMSE", "F2-M", "F2-A", "masks", "masks/s"], rows
 
 

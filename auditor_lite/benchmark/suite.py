@@ -18,6 +18,7 @@ from auditor_lite.benchmark.timing import LatencyStats, machine_info, percentile
 from auditor_lite.benchmark.variants import (CPU, CPU_PRECISIONS, LAYOUTS, SAMPLE_CLIP, build_variants,
                                              load_clip)
 from auditor_lite.data.schema import DataError
+from auditor_lite.graph_io import MASKS_INPUTS
 
 GOAL_MASKS = 13  # MQ-RAVSBench's mean number of candidates per expression
 
@@ -25,7 +26,6 @@ GOAL_MASKS = 13  # MQ-RAVSBench's mean number of candidates per expression
 @dataclass
 class BenchOptions:
     model_dir: Path
-    checkpoint: Path | None = None
     mask_counts: tuple[int, ...] = (1, GOAL_MASKS)
     repeats: int = 50
     warmup: int = 5
@@ -84,32 +84,23 @@ def time_cases(variants, clip, options: BenchOptions) -> tuple[list[dict], list[
     return rows, notes
 
 
-def _agreement(rows: list[dict], torch_tolerance: float = 1e-3) -> list[str]:
+def _agreement(rows: list[dict]) -> list[str]:
     """``max_iou_diff_vs_fused``: the largest |raw IoU - the fused variant's| of the same engine and
-    precision at the same mask count (the layouts compute one function; this shows they do). Also a
-    note when torch eager and ONNX Runtime FP32 disagree: the checkpoint is not the model's."""
+    precision at the same mask count (the layouts compute one function; this shows they do)."""
     def reference(variant, masks):
         return next((r for r in rows if r["variant"] == variant and r["masks"] == masks), None)
 
-    def max_diff(a, b):
-        return max(abs(x - y) for x, y in zip(a["raw_iou"], b["raw_iou"]))
-
-    notes = []
     for row in rows:
         fused = reference(f"{row['variant'].rsplit(' ', 1)[0]} fused", row["masks"])
         if fused is not None:
-            row["max_iou_diff_vs_fused"] = max_diff(row, fused)
-        onnx = reference("ort fp32 fused", row["masks"])
-        if row["engine"].startswith("torch") and onnx is not None and max_diff(row, onnx) > torch_tolerance:
-            notes.append(f"torch eager and ort fp32 differ by up to {max_diff(row, onnx):.3g} in IoU at "
-                         f"{row['masks']} masks: is --checkpoint the checkpoint the model directory was exported from?")
+            row["max_iou_diff_vs_fused"] = max(abs(x - y) for x, y in zip(row["raw_iou"], fused["raw_iou"]))
     for row in rows:
         del row["raw_iou"]
-    return notes
+    return []
 
 
 def speedups(rows: list[dict]) -> list[dict]:
-    """Fused vs naive (per mask), split vs fused, INT8 vs FP32 and ONNX Runtime vs torch."""
+    """Fused vs naive, fused vs cached and INT8 vs FP32."""
     index = {(r["variant"], r["masks"]): r for r in rows}
     out = []
 
@@ -124,10 +115,9 @@ def speedups(rows: list[dict]) -> list[dict]:
     for masks in masks_seen:
         for prefix in prefixes:
             add(f"{prefix}: fused vs naive", masks, f"{prefix} naive", f"{prefix} fused")
-            add(f"{prefix}: split vs fused", masks, f"{prefix} fused", f"{prefix} split")
-        for layout in ("fused", "split", "naive", "cached"):
+            add(f"{prefix}: cached context vs fused", masks, f"{prefix} fused", f"{prefix} cached")
+        for layout in LAYOUTS:
             add(f"int8-cpu vs fp32 ({layout})", masks, f"ort fp32 {layout}", f"ort int8-cpu {layout}")
-        add("onnxruntime fp32 vs torch eager (fused)", masks, "torch fp32 fused", "ort fp32 fused")
     return out
 
 
@@ -155,7 +145,8 @@ def text_encoder_cost(variants, expression: str, repeats: int) -> list[dict]:
 
 
 def model_sizes(manifest) -> list[dict]:
-    """File sizes (MB) per precision: fused graph, split graphs, text encoder; tokenizer apart."""
+    """File sizes (MB) per precision: the auditor graphs (context + masks), the text encoder; the
+    tokenizer apart."""
     files = manifest.data["files"]
 
     def mb(name):
@@ -163,46 +154,44 @@ def model_sizes(manifest) -> list[dict]:
 
     rows = []
     for precision in ("fp32", "int8-cpu", "int8-trt"):
-        fused = manifest.graphs.get("auditor", {}).get(precision)
         parts = [manifest.graphs.get(g, {}).get(precision) for g in ("context", "masks")]
         text = manifest.graphs.get("text_encoder", {}).get(precision)
-        if fused is None and None in parts:
+        if None in parts:
             continue
-        rows.append({"precision": precision, "fused_mb": mb(fused),
-                     "split_mb": None if None in parts else mb(parts[0]) + mb(parts[1]),
-                     "text_encoder_mb": mb(text),
-                     "files": [f for f in [fused, *parts, text] if f is not None]})
+        rows.append({"precision": precision, "context_mb": mb(parts[0]), "masks_mb": mb(parts[1]),
+                     "text_encoder_mb": mb(text), "files": [f for f in [*parts, text] if f is not None]})
     if "tokenizer.json" in files:
-        rows.append({"precision": "tokenizer.json", "fused_mb": None, "split_mb": None,
+        rows.append({"precision": "tokenizer.json", "context_mb": None, "masks_mb": None,
                      "text_encoder_mb": mb("tokenizer.json"), "files": ["tokenizer.json"]})
     return rows
 
 
 def profiles(variants, clip, options: BenchOptions, threads: int) -> dict:
-    """Stage breakdowns (fused at the largest mask count, the production layout at every count)
-    and ONNX Runtime op profiles of each CPU precision's fused graph."""
+    """Stage breakdowns of the production (fused) layout at every mask count, and ONNX Runtime op
+    profiles of each CPU precision's context and masks graphs at the largest count."""
     from auditor_lite.benchmark.profile import op_profile, stage_breakdown
 
     largest = max(options.mask_counts)
     stages, ops = [], []
     by_name = {v.name: v for v in variants}
-    for prefix in ("torch fp32", *(f"ort {p}" for p in CPU_PRECISIONS)):
-        fused = by_name.get(f"{prefix} fused")
+    for precision in CPU_PRECISIONS:
+        fused = by_name.get(f"ort {precision} fused")
         if fused is None:
             continue
         options.log(f"profiling {fused.name}")
-        breakdown = stage_breakdown(fused, clip, clip.masks_for(largest), options.profile_repeats)
-        feeds = breakdown.pop("feeds")
-        stages.append(breakdown)
-        if prefix.startswith("ort ") and "graph: fused" in feeds:
-            ops.append({"variant": fused.name, "masks": largest,
-                        **op_profile(fused.auditor.graphs["auditor"].path, feeds["graph: fused"][0], threads,
-                                     runs=options.profile_repeats)})
-        production = by_name.get(f"{prefix} split")
-        for count in (options.mask_counts if production else ()):
-            breakdown = stage_breakdown(production, clip, clip.masks_for(count), options.profile_repeats)
-            breakdown.pop("feeds")
+        for count in options.mask_counts:
+            breakdown = stage_breakdown(fused, clip, clip.masks_for(count), options.profile_repeats)
+            feeds = breakdown.pop("feeds")
             stages.append(breakdown)
+            if count != largest:
+                continue
+            graph_feeds = {"context": feeds.get("graph: context", (None,))[0],
+                           "masks": dict(zip(MASKS_INPUTS, feeds.get("graph: masks", ())))}
+            for graph, feed in graph_feeds.items():
+                if feed:
+                    ops.append({"variant": f"{fused.name} ({graph} graph)", "masks": largest,
+                                **op_profile(fused.auditor.graphs[graph].path, feed, threads,
+                                             runs=options.profile_repeats)})
     return {"stages": stages, "ops": ops}
 
 
@@ -219,7 +208,7 @@ def _accuracy(variants, options: BenchOptions, threads: int, notes: list[str]) -
         from auditor_lite.manifest import load_manifest
         from auditor_lite.runtime import Auditor
 
-        if "int8-trt" in load_manifest(options.model_dir, verify=False).graphs.get("auditor", {}):
+        if "int8-trt" in load_manifest(options.model_dir, verify=False).graphs.get("masks", {}):
             # The TensorRT graph's QDQ arithmetic scored on the CPU (TensorRT itself is not here).
             auditors["ort int8-trt (cpu)"] = Auditor.load(options.model_dir, precision="int8-trt",
                                                           providers=CPU, intra_op_threads=threads)
@@ -239,8 +228,7 @@ def run_suite(options: BenchOptions) -> dict:
     started = time.perf_counter()
     clip = load_clip(options.clip_dir)
     options.log(f"loading {options.model_dir}")
-    variants, notes = build_variants(options.model_dir, threads, options.checkpoint, options.gpu,
-                                     options.layouts)
+    variants, notes = build_variants(options.model_dir, threads, options.gpu, options.layouts)
     if not variants:
         raise DataError(options.model_dir, "no graph this machine can run; nothing to benchmark")
     for variant in variants:
@@ -252,8 +240,7 @@ def run_suite(options: BenchOptions) -> dict:
         "options": {"masks": list(options.mask_counts), "repeats": options.repeats, "warmup": options.warmup,
                     "threads": threads, "interleaved": True, "profile_repeats": options.profile_repeats},
         "model": {"dir": str(options.model_dir), "name": manifest.name,
-                  "default_precision": manifest.default_precision,
-                  "checkpoint": None if options.checkpoint is None else str(options.checkpoint)},
+                  "default_precision": manifest.default_precision},
         "clip": clip.describe(),
         "variants": [v.describe() for v in variants],
         "latency": rows,

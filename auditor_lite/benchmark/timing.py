@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -140,8 +139,6 @@ def machine_info(threads: int) -> dict:
         "numpy": numpy.__version__, "onnxruntime": onnxruntime.__version__,
         "onnxruntime_providers": list(onnxruntime.get_available_providers()),
     }
-    if "torch" in sys.modules:  # only when the torch variant ran (never imported for this)
-        info["torch"] = sys.modules["torch"].__version__
     if hasattr(os, "getloadavg"):
         info["load_average_1m"] = round(os.getloadavg()[0], 2)
     return info

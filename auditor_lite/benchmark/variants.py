@@ -5,18 +5,14 @@ Every variant goes through the production path of :mod:`auditor_lite.runtime` --
 string (its embedding cached, as the runtime caches it) and boolean masks, returning
 ``AuditResult`` objects -- so what is timed is what an edge box runs. Layouts:
 
-* ``fused``: one call of the fused graph (context + N masks), a fresh session per clip.
-* ``split``: the context graph once, then the masks graph once for the N masks (what
-  ``Auditor.load`` picks when a directory has both); a fresh session per clip.
-* ``naive``: the fused graph once *per mask*, i.e. the clip context re-encoded for every mask,
-  which is how the reference MQ-Auditor scores candidates (one generation per mask). The
-  preprocessed frames and audio are shared by the per-mask calls, so the comparison with ``fused``
-  isolates the graph work.
+* ``fused``: the context graph once, then the masks graph once for all N masks: the production
+  path (``Auditor.audit``); a fresh session per clip.
+* ``naive``: the context re-encoded for every mask (a session without a context cache), which is
+  how the reference MQ-Auditor scores candidates (one generation per mask). The preprocessed
+  frames and audio are shared by the per-mask calls, so the comparison with ``fused`` isolates the
+  graph work.
 * ``cached``: a warm ``ClipSession`` whose context for the frame is already encoded: each call
   runs the masks graph only (more masks of an already audited frame; streaming use).
-
-Torch eager FP32 plugs the checkpoint into the same ``ClipSession`` (same input checks,
-preprocessing, text embedding and result building); only the graph execution differs.
 """
 
 from __future__ import annotations
@@ -32,7 +28,7 @@ from auditor_lite.data.schema import DataError
 SAMPLE_CLIP = Path(__file__).resolve().parent.parent / "assets" / "sample_clip"
 CPU = ["CPUExecutionProvider"]
 CPU_PRECISIONS = ("fp32", "int8-cpu")
-LAYOUTS = ("fused", "split", "naive", "cached")
+LAYOUTS = ("fused", "naive", "cached")
 
 
 # ----------------------------------------------------------------------------- the clip
@@ -89,10 +85,10 @@ class Variant:
     """One way of running the model: an engine/precision (``auditor``) in a ``layout``."""
 
     name: str
-    engine: str                 # "onnxruntime cpu", "onnxruntime tensorrt-ep", "torch cpu", ...
+    engine: str                 # "onnxruntime cpu", "onnxruntime tensorrt-ep", ...
     precision: str
     layout: str
-    auditor: object             # an Auditor, or a TorchAuditor (the same duck type)
+    auditor: object             # an Auditor
     warm_session: object = field(default=None, repr=False, init=False)  # the cached layout's session
     warm_clip: object = field(default=None, repr=False, init=False)     # ... and the clip it holds
 
@@ -110,12 +106,12 @@ class Variant:
                 self.prepare(clip)
             session = self.warm_session
             return session.audit(masks, clip.frame_index), session.stats
-        session = self.auditor.session(clip.expression, clip.frames, clip.audio)
-        if self.layout == "naive":  # one call per mask; number the results as one call would
+        if self.layout == "naive":  # one context per mask; number the results as one call would
+            session = self.auditor.session(clip.expression, clip.frames, clip.audio, context_cache=0)
             results = [replace(session.audit(mask, clip.frame_index)[0], index=i) for i, mask in enumerate(masks)]
-        else:
-            results = session.audit(masks, clip.frame_index)
-        return results, session.stats
+            return results, session.stats
+        session = self.auditor.session(clip.expression, clip.frames, clip.audio)
+        return session.audit(masks, clip.frame_index), session.stats
 
     def describe(self) -> dict:
         return {"name": self.name, "engine": self.engine, "precision": self.precision,
@@ -129,75 +125,16 @@ def _short_engine(provider: str) -> str:
 
 def onnx_variants(model_dir, precision: str, providers: list[str], threads: int,
                   layouts=LAYOUTS) -> list[Variant]:
-    """The variants of one precision: split/cached when the directory has split graphs, and
-    fused/naive when it has the fused graph."""
+    """The variants of one precision: one loaded auditor in each layout."""
     from auditor_lite.runtime import Auditor
 
     loaded = Auditor.load(model_dir, precision=precision, providers=providers, intra_op_threads=threads)
-    has_fused = precision in loaded.manifest.graphs.get("auditor", {})
-    if not has_fused:
-        fused = None
-    else:   # the same directory and backend through the public loader, fused layout
-        fused = Auditor.load(loaded.model, precision=precision, backend=loaded.backend_impl,
-                             layout="fused") if loaded.split else loaded
     engine = _short_engine(loaded.provider)
-    out = []
-    for layout in layouts:
-        # split/cached need the split graphs (int8-trt ships the fused graph only).
-        auditor = (loaded if loaded.split else None) if layout in ("split", "cached") else fused
-        if auditor is not None:
-            out.append(Variant(f"{engine} {precision} {layout}", auditor.backend.split(",")[0],
-                               precision, layout, auditor))
-    return out
+    return [Variant(f"{engine} {precision} {layout}", loaded.backend.split(",")[0], precision, layout, loaded)
+            for layout in layouts]
 
 
-class TorchAuditor:
-    """A checkpoint in torch eager FP32 behind the runtime's ``ClipSession``: input checks,
-    preprocessing, text embedding (the model directory's encoder, cached) and results are the
-    runtime's own; only ``run_fused`` differs. ``auditor`` is a loaded ONNX ``Auditor`` of the
-    model directory the checkpoint was exported to."""
-
-    split = False
-    grounded = False     # the legacy single-model checkpoints only (issue 12 brings the grounded one)
-
-    def __init__(self, checkpoint, auditor, threads: int):
-        import torch
-
-        from auditor_lite.export.exporter import ExportError, load_checkpoint
-
-        try:
-            self.model = load_checkpoint(checkpoint)
-        except ExportError as exc:
-            raise DataError(Path(checkpoint), str(exc)) from None
-        for name in ("frame_size", "key_size"):
-            if getattr(self.model.config, name) != getattr(auditor.config, name):
-                raise DataError(Path(checkpoint) / "config.json",
-                                f"{getattr(self.model.config, name)} differs from the model directory's "
-                                f"{getattr(auditor.config, name)}: not the checkpoint of {auditor.model_dir}", name)
-        torch.set_num_threads(threads)
-        self._torch = torch
-        self.config = auditor.config
-        self.calibrate = auditor.calibrate
-        self.embed_text = auditor.embed_text
-        self.precision = "fp32"
-        self.backend = f"torch {torch.__version__} eager cpu, fp32, fused forward"
-
-    def run_fused(self, feed: dict):
-        torch = self._torch
-        # The cached text embedding is read-only (shared by every caller); torch wants writable
-        # arrays, so that one 384-float vector is copied.
-        tensors = {k: torch.from_numpy(v if v.flags.writeable else v.copy()) for k, v in feed.items()}
-        with torch.inference_mode():
-            outputs = self.model(**tensors, return_dict=False)
-        return [t.numpy() for t in outputs]
-
-    def session(self, expression: str, frames=None, audio=None, **options):
-        from auditor_lite.runtime import ClipSession
-
-        return ClipSession(self, expression, frames, audio, **options)
-
-
-def build_variants(model_dir, threads: int, checkpoint=None, gpu: bool = True,
+def build_variants(model_dir, threads: int, gpu: bool = True,
                    layouts=LAYOUTS) -> tuple[list[Variant], list[str]]:
     """Every variant this machine and model directory allow, and a note for each one skipped."""
     import onnxruntime as ort
@@ -205,38 +142,26 @@ def build_variants(model_dir, threads: int, checkpoint=None, gpu: bool = True,
     from auditor_lite.manifest import load_manifest
 
     manifest = load_manifest(model_dir, verify=False)  # Auditor.load verifies the hashes below
-    shipped = manifest.graphs.get("auditor", {}).keys() | manifest.graphs.get("context", {}).keys()
+    shipped = manifest.graphs.get("context", {}).keys() & manifest.graphs.get("masks", {}).keys()
     variants, notes = [], []
     for precision in CPU_PRECISIONS:
         if precision in shipped:
             variants += onnx_variants(model_dir, precision, CPU, threads, layouts)
         else:
             notes.append(f"{precision}: not in {model_dir} (build it with `auditor-lite export int8`)")
-    if checkpoint is not None:
-        # Any loaded directory gives the text encoder, config and score calibration torch shares.
-        reference = next((v.auditor for v in variants if v.precision == "fp32"),
-                         variants[0].auditor if variants else None)
-        if reference is None:
-            notes.append("torch eager: skipped (the model directory has no CPU graph to share its text "
-                         "encoder and config)")
-        else:
-            variants.insert(0, Variant("torch fp32 fused", "torch cpu", "fp32", "fused",
-                                       TorchAuditor(checkpoint, reference, threads)))
-    else:
-        notes.append("torch eager: skipped (pass --checkpoint CKPT, the checkpoint the directory was exported from)")
     available = ort.get_available_providers()
     if not gpu:
         notes.append("GPU variants: skipped (--no-gpu)")
         return variants, notes
     if "CUDAExecutionProvider" in available and "fp32" in shipped:
-        cuda = onnx_variants(model_dir, "fp32", ["CUDAExecutionProvider", *CPU], threads, ("fused", "split"))
+        cuda = onnx_variants(model_dir, "fp32", ["CUDAExecutionProvider", *CPU], threads, ("fused",))
         if cuda and cuda[0].name.startswith("ort-cuda"):
             variants += cuda
         else:  # ONNX Runtime fell back to the CPU: these would repeat the CPU variants
             notes.append("CUDA: the CUDAExecutionProvider did not start (ONNX Runtime fell back to CPU)")
     if "TensorrtExecutionProvider" not in available:
         notes.append("TensorRT: TensorrtExecutionProvider is not in this onnxruntime build")
-    elif "int8-trt" not in manifest.graphs.get("auditor", {}):
+    elif "int8-trt" not in shipped:
         notes.append(f"TensorRT: no int8-trt graph in {model_dir}")
     else:
         trt = onnx_variants(model_dir, "int8-trt", ["TensorrtExecutionProvider", "CUDAExecutionProvider", *CPU],

@@ -1,12 +1,10 @@
 """INT8 calibration and score calibration of exported auditor graphs (docs/calibration.md).
 
-- :mod:`.score`: isotonic IoU recalibration + split-conformal interval; torch- and sklearn-free at
-  import, so the edge runtime imports :func:`.score.apply_score_calibration` from it.
-- :mod:`.inputs`, :mod:`.dataset`: graph inputs from the benchmark (the runtime's preprocessing),
-  stratified calibration samples and their ``.npz``.
+- :mod:`.score`: isotonic IoU recalibration + split-conformal interval (numpy only).
 - :mod:`.quantize`: ``quant_pre_process`` + Optimum calibration + QDQ quantization (CPU / TensorRT).
-- :mod:`.sensitivity`, :mod:`.gate`, :mod:`.latency`: per-node report, accuracy gate, timings.
-- :mod:`.pipeline`, :mod:`.cli`: ``auditor-lite export int8``.
+- :mod:`.gate`: the accuracy gate, through the runtime's public path.
+- :mod:`.grounded_int8`, :mod:`.cli`: ``auditor-lite export int8``.
+- :mod:`.recalibrate`: ``auditor-lite calibrate`` (torch-free).
 
 Nothing is imported here, so that ``import auditor_lite.calibration.score`` stays light.
 """

@@ -31,6 +31,15 @@ DEFAULT_MAX_F2_DROP = 1.0  # F2 points (F2 x 100)
 PROB_DECIMALS = 5
 
 
+class GateFailed(RuntimeError):
+    """The accuracy gate refused an INT8 graph: ``table`` holds the scores and deltas, ``hint`` what
+    to do next; the message is both."""
+
+    def __init__(self, table: str, hint: str):
+        self.table, self.hint = table, hint
+        super().__init__(f"{table}\n{hint}")
+
+
 @dataclass
 class GraphRun:
     """One graph's raw outputs over a list of candidates, in ``keys`` order."""

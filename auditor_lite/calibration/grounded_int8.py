@@ -15,16 +15,17 @@ inspection.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from auditor_lite.calibration.dataset import CalibrationRows
-from auditor_lite.calibration.gate import (DEFAULT_MAX_F2_DROP, DEFAULT_MAX_RMSE_INCREASE, format_gate, gate,
-                                           run_auditors)
-from auditor_lite.calibration.quantize import FLAVOURS, preprocess_graph, quantize_graph, write_ranges
+from auditor_lite.calibration.gate import (DEFAULT_MAX_F2_DROP, DEFAULT_MAX_RMSE_INCREASE, GateFailed,
+                                           format_gate, gate, run_auditors)
+from auditor_lite.calibration.quantize import (FLAVOURS, CalibrationRows, preprocess_graph, quantize_graph,
+                                               write_ranges)
 from auditor_lite.media import load_audio, load_frames, load_mask
 from auditor_lite.data.reader import Benchmark
 from auditor_lite.eval.protocol import ground_truth_table
@@ -70,9 +71,9 @@ def int8_grounded(model_dir, bench, out, *, expressions: int = 48, flavour: str 
                   gate_split: str = "test_s", gate_expressions: int | None = 300,
                   max_rmse_increase: float = DEFAULT_MAX_RMSE_INCREASE, max_f2_drop: float = DEFAULT_MAX_F2_DROP,
                   progress: bool = False, log=print) -> dict:
-    """Copy ``model_dir`` to ``out`` and add INT8 context and masks graphs (the new default), gated."""
-    from auditor_lite.calibration.pipeline import GateFailed
+    """Copy ``model_dir`` to ``out`` and add INT8 context and masks graphs (the new default), gated.
 
+    A refused INT8 directory stays at ``.OUT.partial`` for inspection; any other failure removes it."""
     model_dir, out = Path(model_dir), Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
@@ -80,11 +81,29 @@ def int8_grounded(model_dir, bench, out, *, expressions: int = 48, flavour: str 
     if run_gate and (gate_split, "image") not in benchmark.available():
         raise ValueError(f"{benchmark.json_path(gate_split, 'image')}: the gate split is missing; choose "
                          "another --gate-split or pass --no-gate")
-    staging = stage_copy(model_dir, out)
     started = time.perf_counter()
-    auditor = Auditor.load(staging, precision="fp32", intra_op_threads=2)
-    context_rows, masks_rows = calibration_feeds(auditor, bench, expressions)
-    log(f"int8: {len(context_rows)} clips and {len(masks_rows)} masks from {bench}'s train split")
+    # The source is opened (and verified) first, so a bad --model is named as itself; its FP32
+    # graphs are the staged copy's, so this auditor is also the gate's reference.
+    auditor = Auditor.load(model_dir, precision="fp32", intra_op_threads=2)
+    staging = stage_copy(model_dir, out)
+    try:
+        report = _quantize_and_gate(staging, auditor, benchmark, expressions, flavour, method, run_gate,
+                                    gate_split, gate_expressions, max_rmse_increase, max_f2_drop, progress, log)
+    except GateFailed:
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    install_staged(staging, out)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _quantize_and_gate(staging: Path, auditor: Auditor, benchmark: Benchmark, expressions: int, flavour: str,
+                       method: str, run_gate: bool, gate_split: str, gate_expressions: int | None,
+                       max_rmse_increase: float, max_f2_drop: float, progress: bool, log) -> dict:
+    context_rows, masks_rows = calibration_feeds(auditor, benchmark.root, expressions)
+    log(f"int8: {len(context_rows)} clips and {len(masks_rows)} masks from {benchmark.root}'s train split")
     report = {"calibration": {"clips": len(context_rows), "masks": len(masks_rows), "method": method}}
     graphs = {}
     precision = f"int8-{flavour}"
@@ -100,11 +119,10 @@ def int8_grounded(model_dir, bench, out, *, expressions: int = 48, flavour: str 
     update_manifest(staging, graphs=graphs, default_precision=precision, int8=report)
     if run_gate:
         records = [r for r in benchmark.records(gate_split, "image") if r.candidates][:gate_expressions]
-        # the FP32 graphs are the ones calibrated on above: that auditor serves as the reference
         auditors = {"fp32": auditor, precision: Auditor.load(staging, precision=precision, intra_op_threads=2,
                                                              verify=False)}
         runs = run_auditors(auditors, records, progress, f"gate {gate_split} image")
-        config = auditors["fp32"].config
+        config = auditor.config
         verdict = gate(runs, "fp32", ground_truth_table(records, gate_split, "image"), config.mask_types,
                        config.actions, max_rmse_increase, max_f2_drop)
         table = format_gate(verdict)
@@ -113,6 +131,4 @@ def int8_grounded(model_dir, bench, out, *, expressions: int = 48, flavour: str 
         update_manifest(staging, int8=report)
         if not verdict.passed:
             raise GateFailed(table, f"the INT8 directory was not installed; inspect {staging}")
-    install_staged(staging, out)
-    report["seconds"] = round(time.perf_counter() - started, 1)
     return report

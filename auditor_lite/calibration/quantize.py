@@ -9,10 +9,8 @@ Pipeline for one graph and one flavour:
    ``ORTQuantizer.partial_fit`` over chunks of the benchmark samples (ONNX Runtime's histogram
    calibrators keep every intermediate tensor of a chunk in memory, so chunks bound the memory),
    then ``compute_ranges``.
-3. QDQ quantization of the ops in :data:`OPS_TO_QUANTIZE`, minus the excluded nodes:
-   the audio front end (DFT convolution and mel MatMul: 8-bit log-mel values are useless, the
-   model engineer measured it), the heads' last layers (:func:`head_nodes`) and any
-   ``--keep-fp32`` node.
+3. QDQ quantization of the ops in :data:`OPS_TO_QUANTIZE`, minus the heads' last layers
+   (:func:`head_nodes`), which stay float.
 
 Flavours (:data:`FLAVOURS`):
 
@@ -33,15 +31,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, Iterator
 
 import numpy as np
 import onnx
 
-from auditor_lite.calibration.dataset import CalibrationRows
-
 METHODS = ("minmax", "percentile", "entropy")
 OPS_TO_QUANTIZE = ("Conv", "MatMul", "Gemm")  # where the arithmetic is; elementwise ops stay float
-FRONTEND_SCOPE = "audio_encoder/frontend/"    # node-name scope of the in-graph log-mel front end
 CALIBRATION_CHUNK = 64
 PER_CHANNEL_AXIS = {"MatMul": 1}  # MatMul weights are (in, out): one scale per output column
 
@@ -67,6 +64,37 @@ class QuantizationError(RuntimeError):
     """A graph could not be calibrated or quantized; the message names the graph."""
 
 
+class CalibrationRows:
+    """The part of a ``datasets.Dataset`` that Optimum's calibration reads, for one graph.
+
+    ``ORTQuantizer.fit`` iterates the rows (dicts of input name -> array without the batch axis;
+    its reader adds the axis), and ``AutoCalibrationConfig`` records ``info``, ``split`` and
+    ``num_rows``. The rows are made on demand by ``make_row``, so no copy is held.
+    """
+
+    def __init__(self, graph: str, make_row: Callable[[int], dict], indices, split: str):
+        self.graph = graph
+        self._make_row = make_row
+        self.indices = list(indices)
+        self.split = split
+        self.info = SimpleNamespace(builder_name="auditor-lite-benchmark", config_name=graph)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[dict]:
+        return (self._make_row(i) for i in self.indices)
+
+    def chunks(self, size: int) -> list["CalibrationRows"]:
+        """Consecutive pieces of at most ``size`` rows (calibration memory grows with a piece)."""
+        return [CalibrationRows(self.graph, self._make_row, self.indices[i:i + size], self.split)
+                for i in range(0, len(self.indices), size)]
+
+
 def preprocess_graph(source, target) -> Path:
     """``quant_pre_process`` of ``source`` into ``target``: shapes inferred, graph optimised."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -83,11 +111,6 @@ def preprocess_graph(source, target) -> Path:
         except Exception as exc:
             raise QuantizationError(f"{source}: quant_pre_process failed ({type(exc).__name__}: {exc})") from exc
     return target
-
-
-def frontend_nodes(model: onnx.ModelProto) -> list[str]:
-    """Every node of the audio front end (the scope, not just its Conv and MatMul)."""
-    return [n.name for n in model.graph.node if FRONTEND_SCOPE in n.name]
 
 
 def head_nodes(model: onnx.ModelProto, op_types=OPS_TO_QUANTIZE) -> list[str]:
@@ -112,43 +135,6 @@ def head_nodes(model: onnx.ModelProto, op_types=OPS_TO_QUANTIZE) -> list[str]:
         else:  # walk back through Sigmoid, Squeeze, Add, LayerNorm ... to the quantizable node
             pending.extend(node.input)
     return found
-
-
-def default_fp32_nodes(model: onnx.ModelProto) -> list[str]:
-    """Nodes kept in float unless asked otherwise: the audio front end and the output heads."""
-    return list(dict.fromkeys(frontend_nodes(model) + head_nodes(model)))
-
-
-def _matching(names: list[str], entry: str) -> list[str]:
-    return [entry] if entry in names else [n for n in names if n.startswith(entry)]
-
-
-def resolve_keep_fp32(model: onnx.ModelProto, requested, source: str = "graph",
-                      strict: bool = True) -> list[str]:
-    """Node names for ``--keep-fp32`` entries: an exact node name, or a scope prefix such as
-    ``/model/iou_head/`` (every node under it).
-
-    Entries are fused-graph names (those of ``sensitivity.json``). The split graphs' nodes lack the
-    fused wrapper's first scope (``/model/mask_proj/MatMul`` is ``/mask_proj/MatMul`` in
-    ``masks``), so an entry that matches nothing is retried without its first scope. With
-    ``strict`` an entry matching nothing is an error naming it; otherwise it is skipped (a
-    context-trunk node has no counterpart in the masks graph).
-    """
-    names = [n.name for n in model.graph.node]
-    out: list[str] = []
-    for entry in requested:
-        matches = _matching(names, entry)
-        parts = entry.split("/")
-        if not matches and entry.startswith("/") and len(parts) > 3:  # "/scope/module/.../Op"
-            matches = _matching(names, "/" + "/".join(parts[2:]))
-        if not matches and strict:
-            similar = [n for n in names if entry.strip("/").split("/")[-1] in n][:5]
-            hint = f"; similar names: {', '.join(similar)}" if similar else ""
-            raise QuantizationError(f"--keep-fp32 {entry!r}: no node of {source} has this name or "
-                                    f"prefix (names come from the pre-processed graph, see "
-                                    f"calibration/sensitivity.json){hint}")
-        out += [m for m in matches if m not in out]
-    return out
 
 
 def _calibration_config(method: str, rows: CalibrationRows):
@@ -254,13 +240,10 @@ def _ranges_table(ranges) -> dict[str, list[float]]:
 
 
 def quantize_graph(preprocessed, target, graph: str, flavour: Flavour, rows: CalibrationRows,
-                   method: str, keep_fp32=()) -> QuantizedGraph:
+                   method: str) -> QuantizedGraph:
     """Calibrate and quantize one pre-processed graph into ``target`` (see the module docstring)."""
     started = time.perf_counter()
-    model = onnx.load(str(preprocessed))
-    defaults = default_fp32_nodes(model)
-    kept = resolve_keep_fp32(model, keep_fp32, graph, strict=graph == "auditor")
-    exclude = defaults + [n for n in kept if n not in defaults]
+    exclude = head_nodes(onnx.load(str(preprocessed)))
     config = _quantization_config(flavour, exclude)
     target = Path(target)
     with tempfile.TemporaryDirectory(prefix="auditor-int8-") as work:

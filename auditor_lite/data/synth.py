@@ -124,8 +124,11 @@ def synthesize(out, *, clips: int, seed: int, size: int = 128, asset_dir=None, p
             results = map(_make_clip_job, jobs)
             _write_all(writer, results, stats, bar)
         else:
-            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
-                                              else None)
+            # Not "fork": forking a process whose other threads hold locks (ONNX Runtime's or torch's
+            # thread pools, after an audit or a training in the same process) can deadlock the
+            # children; the fork server forks from a clean single-threaded process instead.
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                              else "spawn")
             with ctx.Pool(workers, initializer=_init_worker, initargs=(asset_dir, procedural)) as pool:
                 _write_all(writer, pool.imap(_make_clip_job, jobs, chunksize=2), stats, bar)
     bar.close()

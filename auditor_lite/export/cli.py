@@ -36,7 +36,7 @@ def _mb(size: int) -> str:
 
 @export.command("onnx")
 @click.option("--model", "checkpoint", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Checkpoint directory (AuditorModel.save_pretrained / `auditor-lite train` output).")
+              help="Grounded checkpoint directory (what `train-grounding` + `train-scorer` wrote).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Model directory to write (config.json, *.onnx, tokenizer.json, manifest.json).")
 @click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset, 17 to 20.")
@@ -44,10 +44,10 @@ def _mb(size: int) -> str:
 @click.option("--text-precision", type=click.Choice(["auto", "fp32", "int8", "both"]), default="auto",
               show_default=True,
               help="Text encoder files to ship; auto: int8 alone if its min cosine to torch >= 0.99.")
-@click.option("--name", default=None, help="Model name in manifest.json [auditor-lite-<preset>].")
+@click.option("--name", default=None, help="Model name in manifest.json [auditor-lite-grounded].")
 @click.option("--iou-tol", default=1e-4, show_default=True, help="Max |ORT - torch| for iou.")
 @click.option("--logit-tol", default=1e-3, show_default=True,
-              help="Max |ORT - torch| for type/action logits and context tokens.")
+              help="Max |ORT - torch| for type/action logits.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model directory at --out.")
 def onnx_cmd(checkpoint, out, opset, no_text, text_precision, name, iou_tol, logit_tol, overwrite):
     """Export CHECKPOINT's graphs to ONNX, check them against torch, write the model directory."""
@@ -55,8 +55,7 @@ def onnx_cmd(checkpoint, out, opset, no_text, text_precision, name, iou_tol, log
     from auditor_lite.export.model_dir import export_model_dir
     from auditor_lite.model.text import TextEncoderUnavailable
 
-    tolerances = {"iou": iou_tol, "type_logits": logit_tol, "action_logits": logit_tol,
-                  "context": logit_tol}
+    tolerances = {"iou": iou_tol, "type_logits": logit_tol, "action_logits": logit_tol}
     try:
         summary = export_model_dir(checkpoint, out, opset=opset, with_text=not no_text,
                                    text_precision=text_precision, overwrite=overwrite, name=name,
@@ -82,8 +81,8 @@ def onnx_cmd(checkpoint, out, opset, no_text, text_precision, name, iou_tol, log
               help="Model directory (from `export onnx` / `export int8`).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Also copy the engine here.")
-@click.option("--graph", default="auditor", show_default=True,
-              type=click.Choice(["auditor", "context", "masks", "text_encoder"]))
+@click.option("--graph", default="masks", show_default=True,
+              type=click.Choice(["context", "masks", "text_encoder"]))
 @click.option("--precision", default=None, type=click.Choice(["int8-trt", "fp32"]),
               help="Graph flavour [int8-trt if the directory has it, else fp32].")
 @click.option("--mask-counts", "mask_profile", default="1,13,64", show_default=True,

@@ -1,4 +1,5 @@
-"""``export onnx``: a checkpoint -> a model directory, the unit of deployment (docs/artifact.md).
+"""``export onnx``: a grounded checkpoint -> a model directory, the unit of deployment
+(docs/artifact.md). The graphs themselves are exported by :mod:`auditor_lite.export.grounded`.
 
 The directory is built next to its destination (``.NAME.partial``) and renamed into place only when
 every graph has been exported and checked against torch, so a failed export never leaves a
@@ -12,15 +13,11 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from time import perf_counter
 
-from auditor_lite.export.contract import AUDITOR_GRAPHS, auditor_contract, text_encoder_contract
-from auditor_lite.export.exporter import (DEFAULT_TOLERANCES, ExportError, check_opset, compare_with_torch,
-                                          export_auditor_graph, load_checkpoint)
+from auditor_lite.export.exporter import ExportError
 from auditor_lite.export.onnx_config import DEFAULT_OPSET
-from auditor_lite.manifest import MANIFEST_FILE, sha256_file, write_manifest
+from auditor_lite.manifest import MANIFEST_FILE
 
-GRAPH_FILES = {"auditor": "auditor.onnx", "context": "context.onnx", "masks": "masks.onnx"}
 TEXT_PRECISIONS = ("auto", "fp32", "int8", "both")
 
 
@@ -99,56 +96,18 @@ def _export_text(staging: Path, opset: int, text_precision: str, summary: Export
 def export_model_dir(checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET,
                      with_text: bool = True, text_precision: str = "auto", overwrite: bool = False,
                      name: str | None = None, tolerances: dict | None = None) -> ExportSummary:
-    """Export ``checkpoint`` into the model directory ``out`` (FP32 graphs, text encoder, manifest).
+    """Export the grounded ``checkpoint`` (``train-grounding`` + ``train-scorer`` output) into the
+    model directory ``out`` (FP32 graphs, text encoder, manifest).
 
     Raises ExportError when an ONNX output differs from torch by more than its tolerance
-    (``DEFAULT_TOLERANCES``, overridable per output), leaving ``out`` untouched.
+    (``grounded.TOLERANCES``, overridable per output), leaving ``out`` untouched.
     """
+    from auditor_lite.export.grounded import export_grounded_dir
+
     if text_precision not in TEXT_PRECISIONS:
         raise ExportError(f"text_precision {text_precision!r}: expected one of {TEXT_PRECISIONS}")
-    checkpoint, out = Path(checkpoint), Path(out)
-    if (checkpoint / "scorer_config.json").is_file():      # a grounded checkpoint (stage A + B)
-        from auditor_lite.export.grounded import export_grounded_dir
-
-        return export_grounded_dir(checkpoint, out, opset=opset, text_precision=text_precision,
-                                   overwrite=overwrite, name=name, with_text=with_text)
-    opset = check_opset(opset)
-    model = load_checkpoint(checkpoint)
-    summary = ExportSummary(out=out)
-    with staged_directory(out, overwrite) as staging:
-        model.config.to_json_file(str(staging / "config.json"))
-        graph_files = {}
-        for graph in AUDITOR_GRAPHS:
-            graph_files[graph] = staging / GRAPH_FILES[graph]
-            summary.seconds[graph] = export_auditor_graph(model, graph, graph_files[graph], opset)
-        start = perf_counter()
-        summary.comparison = compare_with_torch(model, graph_files, tolerances=tolerances)
-        summary.seconds["compare"] = perf_counter() - start
-        failed = [r for r in summary.comparison if not r["ok"]]
-        if failed:
-            worst = max(failed, key=lambda r: r["max_abs_diff"] / max(r["tolerance"], 1e-30))
-            raise ExportError(f"{out / GRAPH_FILES[worst['graph'].split('+')[-1]]}: ONNX Runtime "
-                              f"differs from torch beyond tolerance in {len(failed)} check(s); worst "
-                              f"{worst['output']} N={worst['num_masks']}: {worst['max_abs_diff']:.2e} "
-                              f"> {worst['tolerance']:.0e}", comparison=summary.comparison)
-        graphs = {graph: {"fp32": GRAPH_FILES[graph]} for graph in AUDITOR_GRAPHS}
-        contract = {graph: auditor_contract(model.config, graph) for graph in AUDITOR_GRAPHS}
-        if with_text:
-            graphs["text_encoder"] = _export_text(staging, opset, text_precision, summary)
-            contract["text_encoder"] = text_encoder_contract(_vocab_size(staging))
-        weights = checkpoint / "model.safetensors"
-        export_info = {
-            "opset": opset, "exporter": "optimum.exporters.onnx.export (TorchScript)",
-            "source": {"checkpoint": checkpoint.name,
-                       "weights_sha256": sha256_file(weights) if weights.is_file() else None},
-            "tolerances": {**DEFAULT_TOLERANCES, **(tolerances or {})},
-            "torch_vs_onnxruntime": summary.comparison,
-            "text_encoder": summary.text,
-        }
-        summary.manifest = write_manifest(staging, name=name or f"auditor-lite-{model.config.preset_name}",
-                                          graphs=graphs, contract=contract, default_precision="fp32",
-                                          extra={"export": export_info})
-    return summary
+    return export_grounded_dir(Path(checkpoint), Path(out), opset=opset, text_precision=text_precision,
+                               overwrite=overwrite, name=name, with_text=with_text, tolerances=tolerances)
 
 
 def _vocab_size(model_dir: Path) -> int:

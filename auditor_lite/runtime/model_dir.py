@@ -1,7 +1,7 @@
 """A model directory, opened and checked once: what every user of an exported model goes through.
 
     model = ModelDirectory.open("path/to/model_dir")      # manifest, config, contract, tokenizer
-    model.config.key_size, model.graph_names("int8-cpu"), model.graph_path("masks", "int8-cpu")
+    model.config.key_size, model.pick_precision("auto"), model.graph_path("masks", "int8-cpu")
 
 :meth:`ModelDirectory.open` refuses, each with an error naming the file and field:
 
@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from auditor_lite.data.schema import ACTIONS, MASK_TYPES
-from auditor_lite.graph_io import ARCHITECTURES, GROUNDED, LEGACY, graph_inputs
+from auditor_lite.graph_io import ARCHITECTURES, RETIRED, graph_inputs
 from auditor_lite.jsonio import read_json
 from auditor_lite.manifest import Manifest, ManifestError, check_graph_contract, load_manifest
 from auditor_lite.runtime.backends import ModelFileError
 
 PRECISIONS = ("fp32", "int8-cpu", "int8-trt")
-LAYOUTS = ("auto", "split", "fused")
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default_model"
+AUDITOR_GRAPHS = ("context", "masks")   # stage A once per clip and frame, stage B per mask call
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
 
@@ -44,17 +44,13 @@ class ModelNotFoundError(FileNotFoundError):
 class ModelConfig:
     """The fields of ``config.json`` the runtime reads, checked against the graphs."""
 
-    architecture: str                 # graph_io.GROUNDED or graph_io.LEGACY
+    architecture: str                 # graph_io.GROUNDED
     frame_size: int
     key_size: int
     mask_types: tuple[str, ...]
     actions: tuple[str, ...]
-    max_tokens: int | None = None     # grounded: token states per expression
-    cell_motion: bool = False         # grounded: the context graph reads motion.cell_motion
-
-    @property
-    def grounded(self) -> bool:
-        return self.architecture == GROUNDED
+    max_tokens: int                   # token states per expression
+    cell_motion: bool = False         # the context graph reads motion.cell_motion
 
 
 def _positive_int(path: Path, raw: dict, name: str, minimum: int = 1) -> int:
@@ -70,21 +66,24 @@ def read_config(manifest: Manifest) -> ModelConfig:
     raw = read_json(path, ModelFileError)
     if not isinstance(raw, dict):
         raise ModelFileError(path, f"expected a JSON object, got {type(raw).__name__}")
-    architecture = raw.get("architecture", LEGACY)
+    architecture = raw.get("architecture", RETIRED)
+    if architecture == RETIRED:
+        raise ModelFileError(path, "exported for an older runtime: the pooled-text 'auditor' architecture "
+                             "(a fused graph fed a sentence embedding) is retired; use the packaged model "
+                             "or export a grounded checkpoint (`auditor-lite export onnx`)", "architecture")
     if architecture not in ARCHITECTURES:
         raise ModelFileError(path, f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})",
                              "architecture")
     sizes = {name: _positive_int(path, raw, name) for name in ("frame_size", "key_size")}
-    # every input of the auditor graphs, by name (key_frame is an input of masks in the grounded
-    # architecture and of context in the first one)
-    shapes = {t["name"]: t["shape"] for g in ("auditor", "masks", "context")
+    # every input of the auditor graphs, by name
+    shapes = {t["name"]: t["shape"] for g in ("masks", "context")
               for t in manifest.contract.get(g, {}).get("inputs", [])}
     for name, tensor in (("frame_size", "frames"), ("key_size", "key_frame")):
         if tensor in shapes and (shapes[tensor] or [None])[-1] != sizes[name]:
             raise ModelFileError(path, f"{name} is {sizes[name]} but the graphs take {tensor} of shape "
                                  f"{shapes[tensor]}: config.json does not belong to these graphs", name)
     # the number of names must match the logits the graphs give, or results index past them
-    scoring = manifest.contract.get("masks") or manifest.contract.get("auditor") or {}
+    scoring = manifest.contract.get("masks") or {}
     outputs = {t["name"]: t["shape"] for t in scoring.get("outputs", [])}
     names = {}
     for name, tensor, default in (("mask_types", "type_logits", MASK_TYPES), ("actions", "action_logits", ACTIONS)):
@@ -97,7 +96,7 @@ def read_config(manifest: Manifest) -> ModelConfig:
             raise ModelFileError(path, f"{name} lists {len(value)} names but the graphs give {width} "
                                  f"{tensor}: config.json does not belong to these graphs", name)
         names[name] = tuple(value)
-    max_tokens = _positive_int(path, raw, "max_tokens", minimum=3) if architecture == GROUNDED else None
+    max_tokens = _positive_int(path, raw, "max_tokens", minimum=3)
     motion = "cell_motion" in shapes     # an input of newer grounders' context graph only
     if bool(raw.get("cell_motion", False)) != motion:
         raise ModelFileError(path, f"cell_motion is {raw.get('cell_motion', False)!r} but the context "
@@ -156,12 +155,10 @@ class ModelDirectory:
         return cls(model_dir, manifest, config, tokenizer, calibration)
 
     # ------------------------------------------------------------------ graphs
-    def has_split(self, precision: str) -> bool:
-        graphs = self.manifest.graphs
-        return all(g in graphs and precision in graphs[g] for g in ("context", "masks"))
-
     def usable(self, precision: str) -> bool:
-        return precision in self.manifest.graphs.get("auditor", {}) or self.has_split(precision)
+        """Both auditor graphs (context and masks) exist at ``precision``."""
+        graphs = self.manifest.graphs
+        return all(g in graphs and precision in graphs[g] for g in AUDITOR_GRAPHS)
 
     def precisions(self) -> list[str]:
         """Precisions with a complete set of auditor graphs here."""
@@ -179,20 +176,6 @@ class ModelDirectory:
                                 f"no {precision} auditor graph in this model directory (available: "
                                 f"{', '.join(self.precisions()) or 'none'}); build it with `auditor-lite export int8`")
         return precision
-
-    def graph_names(self, precision: str, layout: str = "auto") -> tuple[str, ...]:
-        """``layout`` ``auto``: ``("context", "masks")`` when both exist at ``precision`` (the
-        context is then cached per clip and frame), else the fused ``("auditor",)``; ``split`` or
-        ``fused`` insist on one."""
-        split = self.has_split(precision)
-        fused = precision in self.manifest.graphs.get("auditor", {})
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-        if (layout == "split" and not split) or (layout == "fused" and not fused):
-            raise ManifestError(self.path / "manifest.json", f"no {layout} {precision} graphs in this model directory")
-        if layout == "fused" or (layout == "auto" and not split):
-            return ("auditor",)
-        return ("context", "masks")
 
     def text_precision(self, precision: str) -> str | None:
         """The text graph's precision to use with auditor graphs at ``precision`` (None: its default)."""

@@ -4,10 +4,8 @@ The context the masks are scored against is computed from the 10 frames, the aud
 expression *and the audited frame* (the key frame: docs/artifact.md). So the context can be shared
 by every mask of one frame, not by the masks of different frames: the session caches one context
 per audited frame index (LRU), and a new frame costs one context encode. Auditing 13 masks of each
-of 10 frames therefore runs the context graph 10 times and the mask graph 10 times, instead of the
-fused graph 130 times. With a model directory that has no split graphs (``context`` + ``masks``)
-for the chosen precision, every call runs the fused graph and nothing is cached but the
-preprocessed inputs (``stats['fused_calls']``).
+of 10 frames therefore runs the context graph 10 times and the mask graph 10 times, instead of
+130 times each.
 
 Sliding window (live video): ``push_frame`` / ``push_audio`` append to the last 10 frames / 10 s
 and invalidate the cached contexts; frame index 9 is then the newest frame. Audio shorter than
@@ -40,7 +38,7 @@ class ClipSession:
 
     Create it with :meth:`Auditor.session`. ``frames``/``audio`` may be omitted and streamed in with
     :meth:`push_frame` / :meth:`push_audio`. ``stats`` counts ``context_encodes``, ``mask_calls``,
-    ``fused_calls`` and ``context_cache_hits``.
+    and ``context_cache_hits``.
     """
 
     def __init__(self, auditor, expression: str, frames=None, audio=None, *,
@@ -48,15 +46,14 @@ class ClipSession:
                  context_cache: int = DEFAULT_CONTEXT_CACHE):
         self.auditor = auditor
         self.allow_silent = allow_silent
-        if auditor.grounded:     # token states, validated and cached per expression
-            self.tokens = auditor.text.token_states(expression, auditor.config.max_tokens)
-        else:
-            self.text_embedding = auditor.embed_text(expression)[None]
+        # token states, validated and cached per expression
+        self.tokens = auditor.text.token_states(expression, auditor.config.max_tokens)
         self.expression = expression.strip()
         self._lock = threading.RLock()
         self._frames: deque = deque(maxlen=NUM_FRAMES)
         self._audio = np.zeros(0, np.float32)
-        self._contexts = LRUCache(context_cache)
+        # context_cache=0: re-encode the context on every call (the benchmark's naive layout)
+        self._contexts = LRUCache(context_cache) if context_cache > 0 else None
         self._prepared: dict[str, np.ndarray] = {}      # frames and audio tensors of the window
         self._key_frames: dict[int, np.ndarray] = {}   # key-frame tensors by frame index
         self.stats: Counter = Counter()
@@ -91,7 +88,8 @@ class ClipSession:
             self._invalidate()
 
     def _invalidate(self) -> None:
-        self._contexts.clear()
+        if self._contexts is not None:
+            self._contexts.clear()
         self._prepared.clear()
         self._key_frames.clear()
 
@@ -115,8 +113,7 @@ class ClipSession:
             cfg = self.auditor.config
             self._prepared["frames"] = prepare_frames(np.stack(self._frames), cfg.frame_size)
             self._prepared["audio"] = prepare_audio(audio, SAMPLE_RATE)
-            if self.auditor.grounded:
-                self._prepared["log_mel"] = log_mel(self._prepared["audio"][0])[None]
+            self._prepared["log_mel"] = log_mel(self._prepared["audio"][0])[None]
             if cfg.cell_motion:    # once per window: it does not depend on the audited frame
                 self._prepared["cell_motion"] = cell_motion(self._prepared["frames"][0] * 255.0)[None]
         return self._prepared
@@ -135,17 +132,10 @@ class ClipSession:
         frame_index = check_frame_index(frame_index)
         with self._lock:
             stack, empty = check_masks(masks, self.frame_shape)
-            inputs = self._inputs()
             mask_tensor = prepare_masks(stack, self.auditor.config.key_size)
-            key = self.key_frame(frame_index)
-            if self.auditor.split:
-                context = self._context(frame_index)
-                raw = self.auditor.run_masks(context, mask_tensor, key)
-                self.stats["mask_calls"] += 1
-            else:
-                raw = self.auditor.run_fused({**inputs, "key_frame": key,
-                                              "text_embedding": self.text_embedding, "masks": mask_tensor})
-                self.stats["fused_calls"] += 1
+            context = self._context(frame_index)
+            raw = self.auditor.run_masks(context, mask_tensor, self.key_frame(frame_index))
+            self.stats["mask_calls"] += 1
         return list(raw), list(empty)
 
     def audit_latest(self, masks) -> list[AuditResult]:
@@ -163,21 +153,19 @@ class ClipSession:
         """The context graph's inputs for audited frame ``frame_index`` (what INT8 calibration feeds
         it too). Call with the window complete; the tensors are the session's cached ones."""
         inputs = self._inputs()
-        if self.auditor.grounded:
-            feed = {"frames": inputs["frames"], "key_index": np.array([frame_index], np.int64),
-                    "log_mel": inputs["log_mel"], "tokens": self.tokens[0], "token_mask": self.tokens[1]}
-            if "cell_motion" in inputs:
-                feed["cell_motion"] = inputs["cell_motion"]
-            return feed
-        return {"frames": inputs["frames"], "key_frame": self.key_frame(frame_index), "audio": inputs["audio"],
-                "text_embedding": self.text_embedding}
+        feed = {"frames": inputs["frames"], "key_index": np.array([frame_index], np.int64),
+                "log_mel": inputs["log_mel"], "tokens": self.tokens[0], "token_mask": self.tokens[1]}
+        if "cell_motion" in inputs:
+            feed["cell_motion"] = inputs["cell_motion"]
+        return feed
 
     def _context(self, frame_index: int) -> np.ndarray:
-        context = self._contexts.get(frame_index)
+        context = self._contexts.get(frame_index) if self._contexts is not None else None
         if context is not None:
             self.stats["context_cache_hits"] += 1
             return context
         context = self.auditor.run_context(self.context_feed(frame_index))
         self.stats["context_encodes"] += 1
-        self._contexts.put(frame_index, context)
+        if self._contexts is not None:
+            self._contexts.put(frame_index, context)
         return context
