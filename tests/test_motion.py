@@ -93,3 +93,30 @@ def test_channel_layouts_give_identical_motion():
     assert np.array_equal(last, first)
     grey_reference = frames.mean(-1)
     assert np.array_equal((frames[..., 0] + frames[..., 1] + frames[..., 2]) / np.float32(3), grey_reference)
+
+
+@pytest.mark.parametrize("case", ["noise", "shapes", "flat", "nan", "64px"])
+def test_bit_identical_to_the_first_implementation(case):
+    """The grounder was trained on the first implementation's numbers: the faster one must give the
+    same bytes (noise, moving shapes, flat frames with cost ties, NaN frames, another size)."""
+    from motion_reference import cell_motion as reference
+
+    rng = np.random.default_rng(7)
+    size = 64 if case == "64px" else 128
+    frames = rng.integers(0, 256, (10, size, size, 3)).astype(np.float32)
+    if case == "shapes":
+        frames[:] = 40.0
+        for t in range(10):
+            y, x = 20 + 2 * t + (t % 2), 30 + 3 * t
+            frames[t, y:y + 24, x:x + 30] = (200.0, 90.0, 30.0)
+            frames[t, 80:100, 90 - t:110 - t] = 250.0
+    elif case == "flat":
+        frames[:] = 128.0
+        frames[4, 10:20, 10:20] = 129.0
+    elif case == "nan":
+        frames[3, 5:9, 40:60] = np.nan
+    ours, theirs = cell_motion(frames), reference(frames)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    assert ours.tobytes() == theirs.tobytes()
+    channels_first = np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
+    assert cell_motion(channels_first).tobytes() == theirs.tobytes()

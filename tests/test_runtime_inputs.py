@@ -369,3 +369,15 @@ def test_resampling_removes_what_16k_cannot_hold():
     np.testing.assert_array_equal(resample(same, 16000, 16000), same.astype(np.float32))
     with pytest.raises(ValueError, match="1-D"):
         resample(np.zeros((2, 10)), 44100, 16000)
+
+
+@pytest.mark.parametrize("height,width", [(96, 96), (128, 128), (200, 300), (720, 1280)])
+def test_the_key_frame_is_the_frames_tensors_slice(height, width):
+    """ClipSession takes the key frame's tensor from the frames tensor when their sizes agree: the
+    two must be the same numbers."""
+    from auditor_lite.preprocess import prepare_frames, prepare_key_frame
+
+    frames = np.random.default_rng(height).integers(0, 256, (10, height, width, 3), dtype=np.uint8)
+    tensor = prepare_frames(frames, 128)
+    for k in (0, 4, 9):
+        assert np.array_equal(tensor[:, k], prepare_key_frame(frames[k], 128))

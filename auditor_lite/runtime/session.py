@@ -143,10 +143,16 @@ class ClipSession:
         return self.audit(masks, NUM_FRAMES - 1)
 
     def key_frame(self, frame_index: int) -> np.ndarray:
-        """The audited frame's tensor (1, 3, K, K), prepared once per window and frame."""
+        """The audited frame's tensor (1, 3, K, K), prepared once per window and frame. When the
+        frames tensor has the key frame's size it is that tensor's slice (the same area resize of
+        the same pixels: identical numbers, tested), which saves resizing it again (21 ms at 720p)."""
         if frame_index not in self._key_frames:
-            self._key_frames[frame_index] = prepare_key_frame(self._frames[frame_index],
-                                                              self.auditor.config.key_size)
+            cfg = self.auditor.config
+            if cfg.key_size == cfg.frame_size:
+                key = np.ascontiguousarray(self._inputs()["frames"][:, frame_index])
+            else:
+                key = prepare_key_frame(self._frames[frame_index], cfg.key_size)
+            self._key_frames[frame_index] = key
         return self._key_frames[frame_index]
 
     def context_feed(self, frame_index: int) -> dict[str, np.ndarray]:
