@@ -2,7 +2,7 @@
 
 Left: masks per second (higher is better). Right: p50 latency per clip call with a whisker to p99
 (log scale: the naive layout is an order of magnitude slower). One bar colour per mask count;
-dashed lines mark the issue-6 targets (500 masks/s, 10 ms).
+dashed lines mark the speed goals (1000 masks/s, 10 ms).
 matplotlib is imported here only (the Agg backend: files, never a display).
 """
 
@@ -40,7 +40,7 @@ def plot_report(report: dict, path) -> Path:
                    label=f"{count} mask{'s' if count > 1 else ''}/clip")
         for a, value in zip(at, rate):
             left.text(value, a, f" {value:.0f}", va="center", fontsize=7)
-    # The issue-6 targets: INT8 fused >= 500 masks/s at 13 masks, single mask <= 10 ms p50.
+    # The speed goals: INT8 fused >= 1000 masks/s at 13 masks, single mask <= 10 ms p50.
     left.axvline(INT8_FUSED_MASKS_PER_S, color="grey", linestyle="--", linewidth=0.8)
     right.axvline(SINGLE_MASK_P50_MS, color="grey", linestyle="--", linewidth=0.8)
     left.set_yticks(y, variants, fontsize=8)
