@@ -126,7 +126,17 @@ def test_manifest_default_report_and_ranges(exported):
     for graph in GRAPHS:
         assert (out / "calibration" / f"ranges.{graph}.int8-cpu.json").is_file()
     trt = load_manifest(exported["trt"][0])
-    assert trt.default_precision == "int8-trt" and "gate" not in trt.data["int8"]
+    assert trt.default_precision == "int8-trt" and "gate" not in trt.data["int8_trt"]
+
+
+def test_a_tensorrt_flavour_added_to_a_cpu_int8_directory_keeps_the_cpu_default(exported, bench, tmp_path):
+    both = tmp_path / "both"
+    grounded_int8.int8_grounded(exported["cpu"][0], bench, both, expressions=2, flavour="trt", run_gate=False,
+                                log=lambda *_: None)
+    manifest = load_manifest(both)
+    assert manifest.default_precision == "int8-cpu"
+    assert manifest.precisions("masks") == ["fp32", "int8-cpu", "int8-trt"]
+    assert manifest.data["int8"]["gate"]["passed"] and "int8_trt" in manifest.data
 
 
 # ------------------------------------------------------------------------------------ the gate
