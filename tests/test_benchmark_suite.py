@@ -212,13 +212,15 @@ def test_suite_report_and_outputs(model_dir, tmp_path):
     assert {p["graph"] for p in report["profile"]["ops"]} == {"context.onnx", "masks.onnx", "context.int8-cpu.onnx",
                                                              "masks.int8-cpu.onnx"}
     assert report["machine"]["threads"] == 1 and report["options"]["interleaved"]
+    assert [c["precision"] for c in report["cold_start"]] == ["fp32", "int8-cpu"]
+    assert all(c["load_ms"] > 0 and c["first_result_ms"] > 0 for c in report["cold_start"])
 
     paths = write_outputs(report, tmp_path / "out")
     assert [p.name for p in paths] == ["bench.json", "bench.md", "bench.png"]
     saved = json.loads(paths[0].read_text())
     assert saved["latency"][0]["p50_ms"] == report["latency"][0]["p50_ms"]
     markdown = paths[1].read_text()
-    assert "| ort int8-cpu naive | 13 |" in markdown and "Where the time goes" in markdown
+    assert "| ort int8-cpu naive | 13 |" in markdown and "Where the time goes" in markdown and "Cold start" in markdown
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
