@@ -1,20 +1,12 @@
-"""The first (slower) numpy cell motion, frozen: ``auditor_lite.motion`` must stay bit-identical to
-it, since the shipped grounder was trained on these exact features (tests/test_motion.py)."""
+"""The first (slower) numpy block matching, frozen: ``auditor_lite.motion.cell_flows`` must stay
+bit-identical to it, since the shipped grounder was trained on these exact features
+(tests/test_motion.py); ``cell_motion``'s post-processing of the flows did not change."""
 
 from __future__ import annotations
 
 import numpy as np
 
-CELL = 8                          # one track per 8 x 8 cell: the grounder's token grid
-NUM_MOTION_FEATURES = 4           # vibration (px / 4), match residual (grey levels / 16), velocity y, x (px / 8)
-# Pyramid levels, coarse to fine: (downsampling factor, window side, search radius). The coarse
-# level's +-3 cells at 32 px (+-12 px of motion per frame; objects move up to ~10) and the refinements'
-# +-2 and +-1 leave room for the coarse level's rounding.
-LEVELS = ((4, 4, 3), (2, 4, 1), (1, 5, 1))
-PAD = 16                          # edge padding of every level, in that level's pixels (> radius + window)
-ACCEL_SCALE = 0.25
-RESIDUAL_SCALE = 1.0 / 16.0
-VELOCITY_SCALE = 1.0 / 8.0
+from auditor_lite.motion import CELL, LEVELS, PAD, _parabola  # noqa: F401  (shared settings and formula)
 
 
 def _pyramid(grey: np.ndarray) -> list[np.ndarray]:
@@ -30,12 +22,6 @@ def _pyramid(grey: np.ndarray) -> list[np.ndarray]:
 def _offsets(side: int, start: int, stride: int) -> np.ndarray:
     d = np.arange(start, start + side)
     return (d[:, None] * stride + d[None, :]).ravel()
-
-
-def _parabola(c_minus, c_zero, c_plus):
-    """Sub-pixel offset of a cost minimum from its two neighbours, in [-0.5, 0.5]."""
-    den = c_minus - 2 * c_zero + c_plus
-    return np.where(den > 1e-6, 0.5 * (c_minus - c_plus) / np.maximum(den, 1e-6), 0.0).clip(-0.5, 0.5)
 
 
 def _match(src: np.ndarray, dst: np.ndarray, a: np.ndarray, guess: np.ndarray, size: int,
@@ -74,13 +60,8 @@ def _match(src: np.ndarray, dst: np.ndarray, a: np.ndarray, guess: np.ndarray, s
 
 
 def cell_flows(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(T, S, S, 3) or (T, 3, S, S) uint8-valued frames -> sub-pixel flows (2, T - 1, N, 2) of every
-    CELL x CELL cell (row-major centres, like the grounder's tokens): [0] from frame t to t + 1,
-    [1] from frame t + 1 back to t; and the match residuals (2, T - 1, N) in grey levels. Coarse to
-    fine over ``LEVELS``; all frame pairs and both directions in one batch per level."""
+    """The first implementation of ``auditor_lite.motion.cell_flows`` (same contract)."""
     frames = np.asarray(frames, np.float32)
-    if frames.ndim != 4 or 3 not in (frames.shape[1], frames.shape[-1]):
-        raise ValueError(f"frames: expected (T, S, S, 3) or (T, 3, S, S), got {frames.shape}")
     # the channel mean as two adds and a divide: the same float32 operations, in the same order, as
     # numpy's mean over the 3-wide axis (bit-identical, tested), without its slow small-axis reduce
     # (4.4 of the 21 ms a clip took)
@@ -105,25 +86,3 @@ def cell_flows(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         shift = best * 2
     flow = (best + sub - a).astype(np.float32)
     return flow.reshape(2, t_count - 1, -1, 2), cost.reshape(2, t_count - 1, -1)
-
-
-def cell_motion(frames: np.ndarray) -> np.ndarray:
-    """(T, N, NUM_MOTION_FEATURES) float32 per frame and cell, in that frame's own grid: the
-    vibration |fwd + bwd| (the cell's position against the mean of its two neighbours' positions,
-    x2), the match residual, and the velocity (fwd - bwd) / 2 (y, x; the vibration cancels in
-    it). End frames copy their neighbour's vibration. Scaled to about unit range; the grounder's
-    ``cell_motion`` input, the same for every key frame of a clip."""
-    flow, residual = cell_flows(frames)
-    t_count = flow.shape[1] + 1
-    fwd = np.zeros((t_count,) + flow.shape[2:], np.float32)
-    bwd = np.zeros_like(fwd)
-    fwd[:-1], bwd[1:] = flow[0], flow[1]
-    vib = np.linalg.norm(fwd + bwd, axis=-1)
-    vib[0], vib[-1] = vib[1], vib[-2]
-    res = np.zeros(vib.shape, np.float32)
-    res[:-1] += residual[0]
-    res[1:] += residual[1]
-    res[1:-1] *= 0.5
-    velocity = np.where(np.arange(t_count)[:, None, None] % (t_count - 1) == 0, fwd - bwd, 0.5 * (fwd - bwd))
-    return np.concatenate([np.minimum(vib * ACCEL_SCALE, 4.0)[..., None], (res * RESIDUAL_SCALE)[..., None],
-                           velocity * VELOCITY_SCALE], -1).astype(np.float32)
