@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 if os.environ.get("AUDITOR_LITE_TEST_INSTALLED") != "1":
     sys.path.insert(0, str(ROOT))
+# Caches (ONNX Runtime's optimised graphs, TensorRT engines) go to a folder of this test run, not
+# to the user's ~/.cache; subprocesses of the tests inherit it.
+if "AUDITOR_LITE_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["AUDITOR_LITE_CACHE"] = tempfile.mkdtemp(prefix="auditor-lite-test-cache-")
 
 
 @pytest.hookimpl(hookwrapper=True)

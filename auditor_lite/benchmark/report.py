@@ -101,13 +101,13 @@ def stage_tables(report: dict):
 
 
 def cold_table(report: dict):
-    rows = [[c["precision"], _num(c["load_ms"], ".0f"), _num(c["first_result_ms"], ".1f"),
+    rows = [[c["precision"], c.get("ort_cache", "-"), _num(c["load_ms"], ".0f"), _num(c["first_result_ms"], ".1f"),
              _num(c["second_result_ms"], ".1f")] for c in report.get("cold_start", [])]
     if not rows:
         return None
     return ("Cold start (Auditor.load: manifest, hashes, ONNX Runtime sessions optimised for this CPU; then "
-            "the first and the second single-mask audit)", ["precision", "load ms", "first result ms",
-                                                             "second result ms"], rows)
+            "the first and the second single-mask audit; optimised-graph cache: hit, written or off)",
+            ["precision", "ort cache", "load ms", "first result ms", "second result ms"], rows)
 
 
 def all_tables(report: dict) -> list:

@@ -73,7 +73,8 @@ class Auditor:
     @staticmethod
     def _open_graph(model: ModelDirectory, backend: Backend, name: str, precision: str | None):
         precision, path = model.graph_path(name, precision)
-        graph = backend.open(path, precision)
+        fingerprint = model.manifest.data["files"].get(path.relative_to(model.path).as_posix(), {}).get("sha256")
+        graph = backend.open(path, precision, fingerprint)
         model.check_graph(name, precision, graph.input_specs(), graph.output_specs())
         return graph
 

@@ -70,12 +70,23 @@ class OrtGraph:
     """One ONNX graph in an ONNX Runtime session. ``run`` is safe to call from several threads
     (ONNX Runtime's ``InferenceSession.run`` is)."""
 
-    def __init__(self, path, providers: list[str], intra_op_threads: int | None = None):
+    def __init__(self, path, providers: list[str], intra_op_threads: int | None = None,
+                 fingerprint: str | None = None):
         import onnxruntime as ort
 
+        from auditor_lite.runtime import ort_cache
+
         self.path = Path(path)
+        # the graph ONNX Runtime optimised for this machine, when an earlier load cached it
+        key = ort_cache.cache_key(self.path, fingerprint, providers)
+        cached = ort_cache.cached_graph(key) if key else None
+        staging = ort_cache.staging_path(key) if key and cached is None else None
+        self.optimised_cache = "hit" if cached else ("written" if staging else "off")
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if cached
+                                            else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+        if staging is not None:
+            options.optimized_model_filepath = str(staging)
         options.intra_op_num_threads = int(intra_op_threads or os.cpu_count() or 1)
         options.log_severity_level = 3  # errors only: provider fall-back warnings are reported by us
         # ORT's worker threads busy-wait between ops by default. On an edge box the auditor shares
@@ -87,11 +98,15 @@ class OrtGraph:
         options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin == "1" else "0")
         provider_list = [(p, _provider_options(p)) for p in providers]
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options,
+            self.session = ort.InferenceSession(str(cached or self.path), sess_options=options,
                                                 providers=provider_list)
         except Exception as exc:  # onnxruntime raises its own pybind11 exception types
+            if staging is not None:
+                staging.unlink(missing_ok=True)
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(self.path, f"ONNX Runtime cannot load this graph ({first_line})") from None
+        if staging is not None:
+            ort_cache.commit(key, staging)
         self.provider = self.session.get_providers()[0]  # what serves it, after any fall-back
         self.backend_name = f"onnxruntime {SHORT_NAMES.get(self.provider, self.provider)}"
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -123,7 +138,7 @@ class Graph(Protocol):
 class Backend(Protocol):
     """Opens graph files; one backend serves all the graphs of an auditor."""
 
-    def open(self, path: Path, precision: str | None) -> Graph: ...
+    def open(self, path: Path, precision: str | None, fingerprint: str | None = None) -> Graph: ...
 
 
 class OnnxRuntimeBackend:
@@ -136,6 +151,8 @@ class OnnxRuntimeBackend:
         if self.requested:            # fail at construction, naming what this build has
             choose_providers("fp32", available_providers(), self.requested)
 
-    def open(self, path: Path, precision: str | None) -> OrtGraph:
+    def open(self, path: Path, precision: str | None, fingerprint: str | None = None) -> OrtGraph:
+        """``fingerprint``: the file's SHA-256 from the manifest; with it, the graph ONNX Runtime
+        optimises for this machine is cached outside the model directory (``ort_cache``)."""
         chosen = choose_providers(precision or "fp32", available_providers(), self.requested)
-        return OrtGraph(path, chosen, self.intra_op_threads)
+        return OrtGraph(path, chosen, self.intra_op_threads, fingerprint)

@@ -1,0 +1,427 @@
+"""StreamingAuditor: audit stamped mask requests against a live camera + microphone stream.
+
+Transport-free and torch-free (numpy, the stdlib and the runtime). The producer pushes frames at
+any rate, audio chunks and the expression; requests ``submit(stamp, masks)`` never block it. A
+worker thread audits each request against the benchmark-shaped window at the request's stamp:
+the 10 grid frames of seconds ``s - 9 .. s`` (``s = floor(stamp)``; the mask's second is the key
+frame, index 9) and the 10 s of audio ``[s - 9, s + 1)``. Policies and their reasons:
+docs/streaming.md.
+
+    with StreamingAuditor(Auditor.load(), "the barking dog", callback=print) as stream:
+        stream.push_frame(t, frame); stream.push_audio(t0, chunk)      # producer, any thread
+        stream.submit(t, [mask_a, mask_b], ids=["a", "b"])             # -> request id; result later
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import queue
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
+from auditor_lite.runtime.inputs import InputError, check_expression, check_frame, check_masks
+from auditor_lite.runtime.results import AuditResult
+from auditor_lite.runtime.stream_buffer import GRID_OFFSET_S, AudioRing, FrameGrid, request_second
+
+KEY_INDEX = NUM_FRAMES - 1      # the mask's frame is the newest frame of its window
+
+
+@dataclass(frozen=True)
+class MaskOutcome:
+    """One mask of a request: its ``AuditResult`` (``index`` = its position in the request), or why not."""
+
+    mask_id: object
+    result: AuditResult | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """The one result of an accepted request.
+
+    ``error_code`` / ``error`` (``None`` when the window was audited): ``dropped``, ``closed``,
+    ``bad_request``, ``no_expression``, ``expression``, ``too_late``, ``future``,
+    ``too_few_frames``, ``input`` (the window was refused, e.g. silent audio), ``internal``.
+    Times in seconds: ``latency_s`` is submit -> result less the waits for data
+    (``frame_wait_s``: for the grid frame of a second not yet complete; ``audio_wait_s``: for the
+    audio up to the end of the key second); ``total_s`` includes them. ``audio_missing_s``: audio of
+    the window that never arrived (gaps, a tail that did not come in time), audited as zeros.
+    """
+
+    request_id: object
+    stamp_s: float
+    second: int | None
+    expression: str | None
+    masks: tuple[MaskOutcome, ...] = ()
+    error_code: str | None = None
+    error: str | None = None
+    key_frame_stamp_s: float | None = None
+    latency_s: float = 0.0
+    frame_wait_s: float = 0.0
+    audio_wait_s: float = 0.0
+    total_s: float = 0.0
+    audio_missing_s: float = 0.0
+    context_reused: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """The window was audited (masks may still carry their own errors)."""
+        return self.error_code is None
+
+    @property
+    def results(self) -> list[AuditResult]:
+        return [m.result for m in self.masks if m.result is not None]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _Request:
+    request_id: object
+    stamp: float
+    items: list                 # [(mask_id, array)]
+    expression: str | None
+    submitted: float
+    bad: str | None = None
+
+
+class StreamingAuditor:
+    """See the module docstring and docs/streaming.md. Counters: :attr:`stats`."""
+
+    def __init__(self, auditor, expression: str | None = None, *, max_pending: int = 64,
+                 frame_wait_s: float = 2.0, audio_wait_s: float = 1.0, margin_s: int = 2,
+                 audio_jitter_s: float = 0.01, grid_origin_s: float = 0.0, allow_silent: bool = False,
+                 callback=None, result_queue_size: int = 1024, session_cache: int = 4, clock=time.monotonic):
+        if max_pending < 1 or margin_s < 0 or session_cache < 1:
+            raise ValueError("max_pending and session_cache must be >= 1, margin_s >= 0")
+        self.auditor = auditor
+        self.max_pending, self.frame_wait_s, self.audio_wait_s = max_pending, frame_wait_s, audio_wait_s
+        self.audio_jitter = round(audio_jitter_s * SAMPLE_RATE)
+        self.origin, self.allow_silent, self.callback, self._clock = grid_origin_s, allow_silent, callback, clock
+        self.results: queue.Queue | None = queue.Queue(result_queue_size) if result_queue_size > 0 else None
+        self._frames = FrameGrid(NUM_FRAMES + margin_s)
+        self._audio = AudioRing((NUM_FRAMES + margin_s + 2) * SAMPLE_RATE)
+        self._expression = None if expression is None else check_expression(expression)
+        self._sessions: OrderedDict = OrderedDict()
+        self._session_cache = session_cache
+        self._pending: deque[_Request] = deque()
+        self._outbox: deque[StreamResult] = deque()
+        self._unfinished = 0
+        self._ids = itertools.count()
+        self._counts: Counter = Counter()
+        self._cv = threading.Condition()
+        self._closed = self._draining = False
+        self._thread = threading.Thread(target=self._run, name="streaming-auditor", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ producer side
+    def push_frame(self, stamp_s: float, frame) -> str:
+        """Offer a camera frame (uint8 ``(H, W, 3)``, or float in [0, 1]) stamped ``stamp_s``.
+        Returns what became of it: ``kept``, ``superseded``, ``duplicate``, ``too_old``, ``reset``
+        (a new size: the grid restarted) or ``closed``. A malformed frame raises ``InputError``."""
+        frame = check_frame(frame)
+        stamp = _finite(stamp_s, "stamp_s") - self.origin
+        with self._cv:
+            if self._closed:
+                return "closed"
+            outcome = self._frames.push(stamp, frame, self._clock())
+            self._counts["frames_in"] += 1
+            self._counts[f"frames_{outcome}"] += 1
+            if outcome == "reset":
+                self._counts["resolution_changes"] += 1
+            if self._pending:
+                self._cv.notify_all()
+        return outcome
+
+    def push_audio(self, stamp_s: float, samples) -> None:
+        """Append mono 16 kHz float samples in [-1, 1]; ``stamp_s`` is the first sample's time. A
+        start within ``audio_jitter_s`` of the previous chunk's end continues it; a later start
+        leaves a gap (zeros, counted missing); samples already held are kept (the first wins)."""
+        chunk = np.asarray(samples)
+        if chunk.ndim != 1 or not np.issubdtype(chunk.dtype, np.floating):
+            raise InputError("audio", f"expected a 1-D float mono chunk, got {chunk.dtype} {chunk.shape}")
+        if not np.all(np.isfinite(chunk)) or (chunk.size and np.abs(chunk).max() > 1.0):
+            raise InputError("audio", "chunk samples must be finite and in [-1, 1]")
+        start = round((_finite(stamp_s, "stamp_s") - self.origin) * SAMPLE_RATE)
+        with self._cv:
+            if self._closed or not chunk.size:
+                return
+            end = self._audio.end
+            if end is not None and abs(start - end) <= self.audio_jitter:
+                start = end
+            gap, ignored = self._audio.write(start, chunk.astype(np.float32), self._clock())
+            self._counts["audio_chunks"] += 1
+            self._counts["audio_gaps"] += gap > 0
+            self._counts["audio_gap_samples"] += gap
+            self._counts["audio_samples_ignored"] += ignored
+            if self._pending:
+                self._cv.notify_all()
+
+    def set_expression(self, expression: str) -> None:
+        """The expression for requests submitted from now on (a request may carry its own)."""
+        text = check_expression(expression)
+        with self._cv:
+            self._expression = text
+
+    @property
+    def expression(self) -> str | None:
+        return self._expression
+
+    def reset(self) -> None:
+        """Forget all frames, audio and contexts (e.g. after the stream's clock jumped back)."""
+        with self._cv:
+            self._frames.clear()
+            self._audio.clear()
+            self._sessions.clear()
+            self._counts["resets"] += 1
+
+    # ------------------------------------------------------------------ requests
+    def submit(self, stamp_s: float, masks, ids=None, *, request_id=None, expression: str | None = None):
+        """Queue the masks of the frame stamped ``stamp_s`` for auditing; returns the request id.
+
+        ``masks``: (H, W) arrays (a list, an ``(N, H, W)`` array, or a dict ``{id: mask}``);
+        ``ids`` name them (default ``0..N-1``). ``expression``: default the current one. Never
+        blocks: when ``max_pending`` requests wait, the oldest is dropped (its result says so).
+        Every accepted request gets exactly one result. Raises ``RuntimeError`` once closed."""
+        now, bad = self._clock(), None
+        try:
+            if isinstance(masks, dict):
+                ids, masks = list(masks), list(masks.values())
+            arrays = [np.array(m, copy=True) for m in (list(masks) if not isinstance(masks, np.ndarray)
+                                                      or masks.ndim == 3 else [masks])]
+            ids = list(range(len(arrays))) if ids is None else list(ids)
+            if len(ids) != len(arrays):
+                raise ValueError(f"{len(ids)} ids for {len(arrays)} masks")
+            items = list(zip(ids, arrays))
+        except (TypeError, ValueError) as exc:
+            items, bad = [], f"masks: {exc}"
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the streaming auditor is closed")
+            rid = next(self._ids) if request_id is None else request_id
+            expr = expression if expression is not None else self._expression
+            self._pending.append(_Request(rid, stamp_s, items, expr, now, bad))
+            self._unfinished += 1
+            self._counts["accepted"] += 1
+            while len(self._pending) > self.max_pending:
+                old = self._pending.popleft()
+                self._counts["dropped"] += 1
+                self._outbox.append(self._failure(old, "dropped", f"dropped: {self.max_pending} requests "
+                                                  "were waiting (drop-oldest)", now))
+            self._cv.notify_all()
+        return rid
+
+    def get_result(self, timeout: float | None = None) -> StreamResult:
+        """The next result from :attr:`results` (raises ``queue.Empty`` after ``timeout``)."""
+        if self.results is None:
+            raise RuntimeError("result_queue_size=0: results go to the callback only")
+        return self.results.get(timeout=timeout)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every accepted request has had its result delivered."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._unfinished == 0, timeout)
+
+    @property
+    def stats(self) -> dict:
+        """A snapshot of the counters (docs/streaming.md lists them)."""
+        with self._cv:
+            counts = dict(self._counts)
+            counts["pending"] = len(self._pending)
+        return counts
+
+    # ------------------------------------------------------------------ closing
+    def close(self, drain: bool = True, timeout: float | None = 30.0) -> bool:
+        """Stop: ``drain=True`` ends the stream (waiting requests are decided now with the data
+        there is, ready ones audited); ``drain=False`` answers every waiting request ``closed``.
+        Joins the worker; returns whether it ended within ``timeout``."""
+        with self._cv:
+            if not self._closed:
+                self._closed, self._draining = True, drain
+                now = self._clock()
+                if not drain:
+                    while self._pending:
+                        self._outbox.append(self._failure(self._pending.popleft(), "closed",
+                                                          "the auditor was closed before it was audited", now))
+                self._cv.notify_all()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def __enter__(self) -> "StreamingAuditor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the worker
+    def _run(self) -> None:
+        while True:
+            job, outbox = None, []
+            with self._cv:
+                while True:
+                    if self._outbox:
+                        outbox = list(self._outbox)
+                        self._outbox.clear()
+                        break
+                    job, wake = self._next_job(self._clock())
+                    if job is not None or (self._closed and not self._pending):
+                        break
+                    self._cv.wait(wake)
+            for result in outbox:
+                self._deliver(result)
+            if job is not None:
+                self._deliver(job if isinstance(job, StreamResult) else self._execute(job))
+            elif not outbox:
+                return
+
+    def _next_job(self, now: float):
+        """The first pending request that can be decided (removed), else ``(None, seconds to wait)``."""
+        deadlines = []
+        for request in list(self._pending):
+            try:
+                verdict = self._check(request, now)
+            except Exception as exc:  # noqa: BLE001 -- the worker must not die
+                verdict = self._failure(request, "internal", repr(exc), now)
+            if isinstance(verdict, float):
+                deadlines.append(verdict)
+                continue
+            self._pending.remove(request)
+            return verdict, None
+        return None, (max(0.0, min(deadlines) - now) + 1e-3 if deadlines else None)
+
+    def _check(self, r: _Request, now: float):
+        """A failure, a plan (ready to audit), or the clock time to look again."""
+        if r.bad or not r.items:
+            return self._failure(r, "bad_request", r.bad or "masks: no masks given", now)
+        if not isinstance(r.stamp, (int, float, np.floating, np.integer)) or not math.isfinite(r.stamp):
+            return self._failure(r, "bad_request", f"stamp {r.stamp!r} is not a finite number of seconds", now)
+        if r.expression is None:
+            return self._failure(r, "no_expression", "no expression: call set_expression or pass one", now)
+        try:
+            check_expression(r.expression)
+        except InputError as exc:
+            return self._failure(r, "expression", str(exc), now)
+        second = request_second(float(r.stamp) - self.origin)
+        grid, end = self._frames, self._draining
+        if grid.floor is not None and second - NUM_FRAMES + 1 < grid.floor:
+            return self._failure(r, "too_late", f"too late: second {second} needs frames from second "
+                                 f"{second - NUM_FRAMES + 1}; {grid.floor_reason}", now)
+        if not grid.settled(second):
+            deadline = r.submitted + self.frame_wait_s
+            if now < deadline and not end:
+                return deadline
+            return self._failure(r, "future", f"future: no frame at or after the grid time {second + GRID_OFFSET_S:g} "
+                                 f"of second {second} within {now - r.submitted:.2f} s (newest frame stamp "
+                                 f"{grid.latest_stamp + self.origin:.3f})", now, frame_wait=now - r.submitted)
+        slots, missing = grid.window(second)
+        if missing:
+            return self._failure(r, "too_few_frames", f"too few frames: {len(slots)} of the {NUM_FRAMES} grid "
+                                 f"seconds {second - NUM_FRAMES + 1}..{second} have a frame (missing {missing})", now)
+        frames_ready = max(r.submitted, grid.settled_at.get(second, r.submitted))
+        stop = (second + 1) * SAMPLE_RATE
+        if self._audio.covered(stop):
+            audio_wait = max(0.0, self._audio.done_at.get(second, frames_ready) - frames_ready)
+        elif now < frames_ready + self.audio_wait_s and not end:
+            return frames_ready + self.audio_wait_s
+        else:
+            audio_wait = max(0.0, now - frames_ready)
+        audio, received = self._audio.read(stop - CLIP_SAMPLES, stop)
+        key = (r.expression, second, tuple(s.serial for s in slots), received)
+        return dict(request=r, second=second, slots=slots, audio=audio, missing=CLIP_SAMPLES - received,
+                    key=key, frame_wait=frames_ready - r.submitted, audio_wait=audio_wait)
+
+    def _execute(self, plan: dict) -> StreamResult:
+        r, second, slots = plan["request"], plan["second"], plan["slots"]
+        waits = dict(second=second, key_frame_stamp_s=slots[-1].stamp + self.origin, frame_wait=plan["frame_wait"],
+                     audio_wait=plan["audio_wait"], audio_missing_s=plan["missing"] / SAMPLE_RATE)
+        try:
+            with self._cv:
+                session = self._sessions.get(plan["key"])
+                if session is not None:
+                    self._sessions.move_to_end(plan["key"])
+            if session is None:
+                session = self.auditor.session(r.expression, np.stack([s.frame for s in slots]), plan["audio"],
+                                               allow_silent=self.allow_silent)
+                with self._cv:
+                    self._sessions[plan["key"]] = session
+                    while len(self._sessions) > self._session_cache:
+                        self._sessions.popitem(last=False)
+                    self._counts["sessions_created"] += 1
+            shape = slots[-1].frame.shape[:2]
+            outcomes: list = [None] * len(r.items)
+            good, stacks = [], []
+            for i, (mask_id, mask) in enumerate(r.items):
+                try:
+                    stacks.append(check_masks([mask], shape)[0])
+                    good.append(i)
+                except InputError as exc:
+                    outcomes[i] = MaskOutcome(mask_id, None, f"mask {mask_id!r} (masks[{i}]): {exc.message}")
+            before = Counter(session.stats)
+            audited = session.audit(np.concatenate(stacks), KEY_INDEX) if good else []
+            for i, result in zip(good, audited):
+                outcomes[i] = MaskOutcome(r.items[i][0], dataclasses.replace(result, index=i))
+            encodes = session.stats["context_encodes"] - before["context_encodes"]
+            self._count(context_encodes=encodes, context_cache_hits=session.stats["context_cache_hits"]
+                        - before["context_cache_hits"], mask_errors=len(r.items) - len(good))
+            return self._finish(r, masks=tuple(outcomes), context_reused=bool(good) and encodes == 0, **waits)
+        except InputError as exc:
+            return self._finish(r, error_code="input", error=str(exc), **waits)
+        except Exception as exc:  # noqa: BLE001 -- every request gets a result; the worker lives on
+            return self._finish(r, error_code="internal", error=repr(exc), **waits)
+
+    def _failure(self, r: _Request, code: str, message: str, now: float, frame_wait: float = 0.0) -> StreamResult:
+        return self._finish(r, error_code=code, error=message, frame_wait=frame_wait, now=now)
+
+    def _finish(self, r: _Request, frame_wait: float = 0.0, audio_wait: float = 0.0, now: float | None = None,
+                **fields) -> StreamResult:
+        total = (self._clock() if now is None else now) - r.submitted
+        second = fields.pop("second", None)
+        if second is None and isinstance(r.stamp, (int, float)) and math.isfinite(r.stamp):
+            second = request_second(float(r.stamp) - self.origin)
+        return StreamResult(request_id=r.request_id, stamp_s=r.stamp, second=second, expression=r.expression,
+                            latency_s=max(0.0, total - frame_wait - audio_wait), frame_wait_s=frame_wait,
+                            audio_wait_s=audio_wait, total_s=total, **fields)
+
+    def _count(self, **amounts) -> None:
+        with self._cv:
+            self._counts.update(amounts)
+
+    def _deliver(self, result: StreamResult) -> None:
+        self._count(results=1, errors=int(not result.ok), audited=int(result.ok))
+        if self.results is not None:
+            while True:
+                try:
+                    self.results.put_nowait(result)
+                    break
+                except queue.Full:
+                    try:
+                        self.results.get_nowait()
+                        self._count(results_overflow=1)
+                    except queue.Empty:
+                        pass
+        if self.callback is not None:
+            try:
+                self.callback(result)
+            except Exception:  # noqa: BLE001 -- a failing callback must not stop the stream
+                self._count(callback_errors=1)
+        with self._cv:
+            self._unfinished -= 1
+            self._cv.notify_all()
+
+
+def _finite(value, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(name, f"expected seconds, got {value!r}") from None
+    if not math.isfinite(number):
+        raise InputError(name, f"expected finite seconds, got {value!r}")
+    return number
