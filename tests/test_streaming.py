@@ -5,6 +5,7 @@ synthetic frames and audio. No sleeps: results are awaited on the results queue 
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -26,6 +27,13 @@ MASKS = np.zeros((2, H, W), bool)
 MASKS[0, 10:30, 12:40] = True
 MASKS[1, 5:45, 30:60] = True
 TIMEOUT = 20.0
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left_running():
+    yield
+    alive = [t for t in threading.enumerate() if t.name == "streaming-auditor"]
+    assert not alive, f"{len(alive)} streaming worker(s) still running after the test"
 
 
 @pytest.fixture(scope="module")
@@ -321,6 +329,26 @@ def test_a_full_queue_drops_the_oldest_and_every_request_gets_one_result(auditor
     stats = s.stats
     assert (stats["accepted"], stats["dropped"], stats["audited"], stats["errors"], stats["results"]) == (4, 2, 2, 2, 4)
     assert sorted(r.request_id for r in seen) == ids
+
+
+def test_the_producer_never_waits_for_a_busy_worker(auditor, stream):
+    entered, release, released = threading.Event(), threading.Event(), []
+
+    def stuck(result):                                          # the worker blocks here, unlocked
+        entered.set()
+        released.append(release.wait(TIMEOUT))
+
+    s = stream(max_pending=3, callback=stuck)
+    feed(s, 0, 12.6)
+    first = s.submit(11.3, MASKS)
+    assert entered.wait(TIMEOUT)
+    feed(s, 12.6, 13.6)                                         # pushes and submits return at once
+    later = [s.submit(12.1 + k / 10, MASKS) for k in range(5)]
+    assert s.stats["dropped"] == 2 and s.stats["pending"] == 3
+    release.set()
+    got = results_of(s, 6)
+    assert got[first].ok and [got[i].error_code for i in later] == ["dropped"] * 2 + [None] * 3
+    assert s.wait_idle(TIMEOUT) and released == [True] * 6
 
 
 def test_close_answers_or_drains_what_waits_and_stops_the_worker(auditor, stream):

@@ -25,8 +25,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from auditor_lite.data.schema import NUM_FRAMES, SAMPLE_RATE
+from auditor_lite.runtime.inputs import InputError
 
 GRID_OFFSET_S = 0.5     # the frame of second s is the picture shown at s + 0.5
+
+
+def seconds(stamp) -> float:
+    """A stamp as finite float seconds; ``InputError("stamp_s", ...)`` otherwise."""
+    try:
+        number = float(stamp)
+    except (TypeError, ValueError):
+        raise InputError("stamp_s", f"expected seconds, got {stamp!r}") from None
+    if not math.isfinite(number):
+        raise InputError("stamp_s", f"expected finite seconds, got {stamp!r}")
+    return number
 
 
 def frame_slot(stamp: float) -> int:

@@ -14,9 +14,9 @@ docs/streaming.md.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
-import math
 import queue
 import threading
 import time
@@ -28,7 +28,7 @@ import numpy as np
 from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
 from auditor_lite.runtime.inputs import InputError, check_expression, check_frame, check_masks
 from auditor_lite.runtime.results import AuditResult
-from auditor_lite.runtime.stream_buffer import GRID_OFFSET_S, AudioRing, FrameGrid, request_second
+from auditor_lite.runtime.stream_buffer import GRID_OFFSET_S, AudioRing, FrameGrid, request_second, seconds
 
 KEY_INDEX = NUM_FRAMES - 1      # the mask's frame is the newest frame of its window
 
@@ -128,15 +128,13 @@ class StreamingAuditor:
         Returns what became of it: ``kept``, ``superseded``, ``duplicate``, ``too_old``, ``reset``
         (a new size: the grid restarted) or ``closed``. A malformed frame raises ``InputError``."""
         frame = check_frame(frame)
-        stamp = _finite(stamp_s, "stamp_s") - self.origin
+        stamp = seconds(stamp_s) - self.origin
         with self._cv:
             if self._closed:
                 return "closed"
             outcome = self._frames.push(stamp, frame, self._clock())
             self._counts["frames_in"] += 1
-            self._counts[f"frames_{outcome}"] += 1
-            if outcome == "reset":
-                self._counts["resolution_changes"] += 1
+            self._counts["resolution_changes" if outcome == "reset" else f"frames_{outcome}"] += 1
             if self._pending:
                 self._cv.notify_all()
         return outcome
@@ -150,7 +148,7 @@ class StreamingAuditor:
             raise InputError("audio", f"expected a 1-D float mono chunk, got {chunk.dtype} {chunk.shape}")
         if not np.all(np.isfinite(chunk)) or (chunk.size and np.abs(chunk).max() > 1.0):
             raise InputError("audio", "chunk samples must be finite and in [-1, 1]")
-        start = round((_finite(stamp_s, "stamp_s") - self.origin) * SAMPLE_RATE)
+        start = round((seconds(stamp_s) - self.origin) * SAMPLE_RATE)
         with self._cv:
             if self._closed or not chunk.size:
                 return
@@ -252,7 +250,8 @@ class StreamingAuditor:
                         self._outbox.append(self._failure(self._pending.popleft(), "closed",
                                                           "the auditor was closed before it was audited", now))
                 self._cv.notify_all()
-        self._thread.join(timeout)
+        if threading.current_thread() is not self._thread:      # close() from a callback: no self-join
+            self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def __enter__(self) -> "StreamingAuditor":
@@ -301,15 +300,16 @@ class StreamingAuditor:
         """A failure, a plan (ready to audit), or the clock time to look again."""
         if r.bad or not r.items:
             return self._failure(r, "bad_request", r.bad or "masks: no masks given", now)
-        if not isinstance(r.stamp, (int, float, np.floating, np.integer)) or not math.isfinite(r.stamp):
-            return self._failure(r, "bad_request", f"stamp {r.stamp!r} is not a finite number of seconds", now)
+        try:
+            second = request_second(seconds(r.stamp) - self.origin)
+        except InputError as exc:
+            return self._failure(r, "bad_request", str(exc), now)
         if r.expression is None:
             return self._failure(r, "no_expression", "no expression: call set_expression or pass one", now)
         try:
             check_expression(r.expression)
         except InputError as exc:
             return self._failure(r, "expression", str(exc), now)
-        second = request_second(float(r.stamp) - self.origin)
         grid, end = self._frames, self._draining
         if grid.floor is not None and second - NUM_FRAMES + 1 < grid.floor:
             return self._failure(r, "too_late", f"too late: second {second} needs frames from second "
@@ -384,8 +384,9 @@ class StreamingAuditor:
                 **fields) -> StreamResult:
         total = (self._clock() if now is None else now) - r.submitted
         second = fields.pop("second", None)
-        if second is None and isinstance(r.stamp, (int, float)) and math.isfinite(r.stamp):
-            second = request_second(float(r.stamp) - self.origin)
+        if second is None:
+            with contextlib.suppress(InputError):
+                second = request_second(seconds(r.stamp) - self.origin)
         return StreamResult(request_id=r.request_id, stamp_s=r.stamp, second=second, expression=r.expression,
                             latency_s=max(0.0, total - frame_wait - audio_wait), frame_wait_s=frame_wait,
                             audio_wait_s=audio_wait, total_s=total, **fields)
@@ -396,17 +397,14 @@ class StreamingAuditor:
 
     def _deliver(self, result: StreamResult) -> None:
         self._count(results=1, errors=int(not result.ok), audited=int(result.ok))
-        if self.results is not None:
-            while True:
-                try:
-                    self.results.put_nowait(result)
-                    break
-                except queue.Full:
-                    try:
-                        self.results.get_nowait()
-                        self._count(results_overflow=1)
-                    except queue.Empty:
-                        pass
+        while self.results is not None:
+            try:
+                self.results.put_nowait(result)
+                break
+            except queue.Full:                     # nobody reads: the oldest result gives way
+                with contextlib.suppress(queue.Empty):
+                    self.results.get_nowait()
+                    self._count(results_overflow=1)
         if self.callback is not None:
             try:
                 self.callback(result)
@@ -415,13 +413,3 @@ class StreamingAuditor:
         with self._cv:
             self._unfinished -= 1
             self._cv.notify_all()
-
-
-def _finite(value, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(name, f"expected seconds, got {value!r}") from None
-    if not math.isfinite(number):
-        raise InputError(name, f"expected finite seconds, got {value!r}")
-    return number
