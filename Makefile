@@ -5,7 +5,7 @@ BENCH ?= runs/bench
 .PHONY: install install-base test test-edge bad-inputs demo synth validate clean
 
 install:            ## everything: runtime + data tools + training stack + tests
-	$(PY) -m pip install -e ".[train,dev]"
+	$(PY) -m pip install -e ".[train,dev,ros]"
 
 install-base:       ## the edge install: runtime only (no torch)
 	$(PY) -m pip install -e .

@@ -9,8 +9,8 @@ Torch-free and ROS-free (numpy and ``rosbags``). docs/ros.md describes the messa
 - Frames: :func:`image_to_array` (``rgb8``/``bgr8``/``mono8`` -> uint8 ``(H, W, 3)`` RGB) and
   :func:`array_to_image`. Masks: :func:`mask_to_image`, :func:`image_to_mask` (``mono8`` 0/255 at
   the frame's size, checked), :func:`make_request` / :func:`decode_request` (per-mask errors).
-- Audio: :func:`audio_to_samples` (``AudioDataStamped`` or ``AudioData`` + ``AudioInfo`` ->
-  float32 mono 16 kHz + the first sample's time) and :func:`samples_to_audio`.
+- Audio (``AudioDataStamped`` / ``AudioData`` + ``AudioInfo`` <-> float32 mono 16 kHz samples):
+  :mod:`auditor_lite.ros.audio`, built on this module.
 - Results: :func:`result_to_msg` / :func:`result_from_msg` (``StreamResult`` <-> ``AuditResult``).
 - :func:`serialize` / :func:`deserialize`: CDR (XCDR1, little endian) as ROS 2 puts it on the wire.
 
@@ -21,7 +21,6 @@ Every refusal is a ``ValueError`` whose message starts with the offending field 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, fields, is_dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -38,9 +37,11 @@ PACKAGE = "auditor_lite_msgs"
 PACKAGE_DIR = Path(__file__).resolve().parent / PACKAGE       # the ROS 2 interface package
 MSG_NAMES = ("StampedMask", "MaskRequest", "MaskAudit", "AuditResult")
 IMAGE, STRING = "sensor_msgs/msg/Image", "std_msgs/msg/String"
-AUDIO_DATA, AUDIO_STAMPED, AUDIO_INFO = (f"audio_common_msgs/msg/{n}" for n in ("AudioData", "AudioDataStamped",
-                                                                                "AudioInfo"))
-MASK_REQUEST, AUDIT_RESULT = f"{PACKAGE}/msg/MaskRequest", f"{PACKAGE}/msg/AuditResult"
+AUDIO_DATA = "audio_common_msgs/msg/AudioData"
+AUDIO_STAMPED = "audio_common_msgs/msg/AudioDataStamped"
+AUDIO_INFO = "audio_common_msgs/msg/AudioInfo"
+STAMPED_MASK, MASK_REQUEST = f"{PACKAGE}/msg/StampedMask", f"{PACKAGE}/msg/MaskRequest"
+MASK_AUDIT, AUDIT_RESULT = f"{PACKAGE}/msg/MaskAudit", f"{PACKAGE}/msg/AuditResult"
 
 # Pinned: github.com/ros-drivers/audio_common, branch ros2 (commit 06c280a, 2024-03-07),
 # audio_common_msgs/msg/*.msg (fields only; their comments are in docs/ros.md).
@@ -61,7 +62,7 @@ class Topic(NamedTuple):
     depth: int
 
 
-TOPICS = {   # docs/ros.md section 3; audio names follow audio_capture's defaults (namespace "audio")
+TOPICS = {   # docs/ros.md section 4; audio names follow audio_capture's defaults (namespace "audio")
     "frames": Topic("/camera/image_raw", IMAGE, "best_effort", "volatile", 5),
     "audio": Topic("/audio/audio_stamped", AUDIO_STAMPED, "best_effort", "volatile", 5),
     "audio_unstamped": Topic("/audio/audio", AUDIO_DATA, "best_effort", "volatile", 5),
@@ -125,7 +126,7 @@ def message_to_dict(msg):
 # ---------------------------------------------------------------------------- stamps
 def time_to_seconds(stamp) -> float:
     """A ``builtin_interfaces/Time`` as float seconds."""
-    return int(stamp.sec) + int(stamp.nanosec) * 1e-9
+    return int(stamp.sec) + int(stamp.nanosec) / 1e9
 
 
 def seconds_to_time(seconds: float):
@@ -262,7 +263,7 @@ def make_request(stamp, masks, ids=None, *, expression: str = "", request_id: st
     ids = [str(i) for i in range(len(masks))] if ids is None else [str(i) for i in ids]
     if len(ids) != len(masks):
         raise ValueError(f"ids: {len(ids)} ids for {len(masks)} masks")
-    stamped = [new(f"{PACKAGE}/msg/StampedMask", id=i, mask=mask_to_image(m, stamp, frame_id)) for i, m in zip(ids, masks)]
+    stamped = [new(STAMPED_MASK, id=i, mask=mask_to_image(m, stamp, frame_id)) for i, m in zip(ids, masks)]
     return new(MASK_REQUEST, header=header(stamp, frame_id), request_id=str(request_id), expression=str(expression),
                masks=stamped)
 
@@ -301,9 +302,12 @@ class DecodedRequest:
                 if error is not None:
                     outcomes.append(MaskOutcome(mask_id, None, error))
                     continue
-                j, outcome = next(done)
-                outcomes.append(replace(outcome, result=replace(outcome.result, index=i)) if outcome.result
-                                else replace(outcome, error=(outcome.error or "").replace(f"(masks[{j}])", f"(masks[{i}])", 1)))
+                j, outcome = next(done)          # j: its position among the masks submitted
+                if outcome.result is not None:
+                    outcomes.append(replace(outcome, result=replace(outcome.result, index=i)))
+                else:
+                    error = (outcome.error or "").replace(f"(masks[{j}])", f"(masks[{i}])", 1)
+                    outcomes.append(replace(outcome, error=error))
             return replace(result, masks=tuple(outcomes))
         if all(m is None for m in self.masks) and result.error_code == "bad_request":
             return replace(result, error=f"masks: none of the {len(self.masks)} masks is usable",
@@ -341,12 +345,12 @@ NO_SECOND = -1
 def _mask_audit(outcome):
     audit = outcome.result
     if audit is None:
-        return new(f"{PACKAGE}/msg/MaskAudit", id=str(outcome.mask_id), error=str(outcome.error or "not audited"),
+        return new(MASK_AUDIT, id=str(outcome.mask_id), error=str(outcome.error or "not audited"),
                    iou=0.0, iou_low=0.0, iou_high=0.0, raw_iou=0.0, mask_type="", type_names=[],
                    type_probs=np.zeros(0), action="", action_names=[], action_probs=np.zeros(0), explanation="",
                    empty=False)
     nan = float("nan")
-    return new(f"{PACKAGE}/msg/MaskAudit", id=str(outcome.mask_id), error="", iou=float(audit.iou),
+    return new(MASK_AUDIT, id=str(outcome.mask_id), error="", iou=float(audit.iou),
                iou_low=nan if audit.iou_low is None else float(audit.iou_low),
                iou_high=nan if audit.iou_high is None else float(audit.iou_high), raw_iou=float(audit.raw_iou),
                mask_type=audit.mask_type, type_names=[str(k) for k in audit.type_probs],
@@ -358,8 +362,13 @@ def _mask_audit(outcome):
 
 def result_to_msg(result, *, stamp=None, frame_id: str = ""):
     """An ``auditor_lite_msgs/AuditResult`` of a ``StreamResult``. ``stamp``: the request's
-    ``header.stamp`` to copy exactly (default: ``result.stamp_s``); ``frame_id``: the request's."""
-    return new(AUDIT_RESULT, header=header(result.stamp_s if stamp is None else stamp, frame_id),
+    ``header.stamp`` to copy exactly (default: ``result.stamp_s``; zero if that is no usable time,
+    so that an error result can always be sent); ``frame_id``: the request's."""
+    try:
+        when = _time(result.stamp_s if stamp is None else stamp)
+    except (TypeError, ValueError):
+        when = _time(None)
+    return new(AUDIT_RESULT, header=header(when, frame_id),
                request_id=str(result.request_id), expression=result.expression or "",
                second=NO_SECOND if result.second is None else int(result.second),
                error_code=result.error_code or "", error=result.error or "",
