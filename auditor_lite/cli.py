@@ -25,6 +25,7 @@ COMMANDS = {
     "train-grounding": "auditor_lite.training.grounding_cli:train_grounding",
     "train-scorer": "auditor_lite.training.grounding_cli:train_scorer_cmd",
     "diagnose": "auditor_lite.training.grounding_cli:diagnose",
+    "ros": "auditor_lite.ros.cli:ros",
 }
 
 

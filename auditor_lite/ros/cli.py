@@ -1,0 +1,98 @@
+"""``auditor-lite ros``: bags of an auditor stream and their offline replay. docs/ros_bags.md.
+
+Imported only when ``auditor-lite ros ...`` runs; rosbags (and the runtime) only inside the commands,
+so ``auditor-lite ros --help`` works without the ``ros`` extra.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+STORAGE_CHOICES = ("sqlite3", "mcap")
+
+
+def _one_line_errors(command):
+    """Input, bag and model errors as one-line click errors (no traceback)."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            from auditor_lite.data.schema import DataError
+            from auditor_lite.manifest import ManifestError
+            from auditor_lite.runtime.auditor import ModelNotFoundError
+        except ImportError as exc:  # pragma: no cover - a broken installation
+            raise click.ClickException(str(exc)) from None
+        try:
+            return command(*args, **kwargs)
+        except ImportError as exc:
+            raise click.ClickException(f"{exc} (install the ros extra: pip install 'auditor-lite[ros]')") from None
+        except (DataError, ManifestError, ModelNotFoundError, ValueError, OSError, TimeoutError) as err:
+            raise click.ClickException(" ".join(str(err).split())) from None
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def ros():
+    """ROS 2 bags of a camera + microphone + mask-request stream, audited offline."""
+
+
+@ros.command("make-bag")
+@click.option("--clip", "clip_dir", type=click.Path(path_type=Path), required=True,
+              help="Clip folder in the sample-clip layout (frames/, audio.wav, expression.txt, masks/, truth.json).")
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="New bag folder to write.")
+@click.option("--storage", type=click.Choice(STORAGE_CHOICES), default=None,
+              help="Bag storage (default: mcap for a name ending .mcap, else sqlite3).")
+@click.option("--fps", type=click.FloatRange(min=1.0, max=60.0), default=10.0, show_default=True,
+              help="Camera rate of the streamed frames.")
+@click.option("--chunk", "chunk_s", type=click.FloatRange(min=0.01, max=1.0), default=0.1, show_default=True,
+              help="Audio chunk length in seconds.")
+@_one_line_errors
+def make_bag(clip_dir: Path, out: Path, storage: str | None, fps: float, chunk_s: float):
+    """Write a bag streaming a clip: frames, audio (+ AudioInfo), the expression and one mask request
+    at the key frame."""
+    from auditor_lite.benchmark.variants import load_clip
+    from auditor_lite.ros import bags
+
+    if not clip_dir.is_dir():
+        raise click.ClickException(f"{clip_dir}: --clip is not a folder")
+    clip = load_clip(clip_dir)
+    if not clip.masks:
+        raise click.ClickException(f"{clip_dir / 'masks'}: no masks to request")
+    path = bags.write_bag(out, bags.clip_messages(clip, fps=fps, chunk_s=chunk_s), storage=storage)
+    click.echo(f"wrote {path} ({bags.storage_of(path, storage)}): {len(clip.masks)} masks at frame "
+               f"{clip.frame_index}")
+
+
+@ros.command("replay")
+@click.option("--bag", "bag", type=click.Path(path_type=Path), required=True, help="Bag to audit.")
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Results: FILE.jsonl (one JSON object per result) or a new bag folder.")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="Model directory (default: the packaged model).")
+@click.option("--storage", type=click.Choice(STORAGE_CHOICES), default=None,
+              help="Storage of a results bag (default: mcap for a name ending .mcap, else sqlite3).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
+@click.option("--timings", is_flag=True, help="Keep latency and wait times (they vary run to run).")
+@_one_line_errors
+def replay_cmd(bag: Path, out: Path, model: Path | None, storage: str | None, threads: int | None, timings: bool):
+    """Audit a bag offline, as the node would: one AuditResult per mask request."""
+    from auditor_lite.ros import bags
+    from auditor_lite.runtime import Auditor
+
+    if out.suffix == ".jsonl" and storage is not None:
+        raise click.ClickException(f"{out}: --storage applies to a results bag, not a .jsonl file")
+    if out.exists():
+        raise click.ClickException(f"{out}: --out already exists (choose a new name)")
+    if not bag.exists():
+        raise click.ClickException(f"{bag}: --bag not found")
+    if model is not None and not model.is_dir():
+        raise click.ClickException(f"{model}: --model is not a folder")
+    auditor = Auditor.load(model, intra_op_threads=threads)
+    summary = bags.replay(bag, out, auditor, storage=storage, timings=timings)
+    ok = sum(1 for r in summary.results if not r.error_code)
+    click.echo(f"wrote {summary.out}: {len(summary.results)} results ({ok} audited), "
+               f"{summary.counts['errors']} input errors")
+    for line in summary.errors[:5]:
+        click.echo(f"  input error: {line}", err=True)
