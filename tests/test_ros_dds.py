@@ -267,3 +267,20 @@ def test_node_answers_malformed_request(ctx):
         assert node.close(timeout=TIMEOUT)
         dn._delete(req.writer)
         dn._delete(res.reader)
+
+
+def test_the_node_command_starts_on_loopback_and_stops_cleanly(tmp_path):
+    from click.testing import CliRunner
+
+    from auditor_lite.ros.cli import ros
+
+    domain = int(np.random.default_rng().integers(100, 230))
+    before = threading.active_count()
+    result = CliRunner().invoke(ros, ["node", "--loopback", "--domain", str(domain), "--seconds", "0.5",
+                                      "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"auditor node on DDS domain {domain} (loopback)" in result.output and "/auditor/requests" in result.output
+    assert "stopped: " in result.output and "requests_in 0" in result.output
+    assert threading.active_count() <= before
+    bad = CliRunner().invoke(ros, ["node", "--model", str(tmp_path / "nowhere"), "--loopback"])
+    assert bad.exit_code == 1 and "--model is not a folder" in bad.output and "Traceback" not in bad.output

@@ -1,4 +1,5 @@
-"""``auditor-lite ros``: bags of an auditor stream and their offline replay. docs/ros_bags.md.
+"""``auditor-lite ros``: the auditor as a ROS 2 node over DDS (docs/ros_node.md), bags of an auditor
+stream and their offline replay (docs/ros_bags.md).
 
 Imported only when ``auditor-lite ros ...`` runs; rosbags (and the runtime) only inside the commands,
 so ``auditor-lite ros --help`` works without the ``ros`` extra.
@@ -35,7 +36,8 @@ def _one_line_errors(command):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def ros():
-    """ROS 2 bags of a camera + microphone + mask-request stream, audited offline."""
+    """ROS 2: the auditor node over DDS, and bags of a camera + microphone + mask-request stream
+    audited offline (the ros extra; no ROS installation needed)."""
 
 
 @ros.command("make-bag")
@@ -96,3 +98,52 @@ def replay_cmd(bag: Path, out: Path, model: Path | None, storage: str | None, th
                f"{summary.counts['errors']} input errors")
     for line in summary.errors[:5]:
         click.echo(f"  input error: {line}", err=True)
+
+
+@ros.command("node")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="Model directory (default: the packaged model).")
+@click.option("--domain", type=click.IntRange(0, 232), default=None,
+              help="DDS domain id [$ROS_DOMAIN_ID, else 0].")
+@click.option("--loopback", is_flag=True,
+              help="Keep all DDS traffic on 127.0.0.1 (tests, a single machine); default: Cyclone DDS's "
+                   "own network configuration ($CYCLONEDDS_URI), as ROS 2 uses it.")
+@click.option("--seconds", type=click.FloatRange(min=0.0), default=None,
+              help="Stop after this long (default: run until Ctrl-C).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
+@_one_line_errors
+def node_cmd(model: Path | None, domain: int | None, loopback: bool, seconds: float | None, threads: int | None):
+    """Run the auditor as a ROS 2 node over DDS (docs/ros_node.md): frames, audio, expression and
+    mask requests in, one AuditResult per request out."""
+    import os
+    import time
+
+    from auditor_lite.ros import messages
+    from auditor_lite.ros.dds_node import AuditorNode, DdsContext, loopback_config
+    from auditor_lite.runtime import Auditor
+
+    if model is not None and not model.is_dir():
+        raise click.ClickException(f"{model}: --model is not a folder")
+    if domain is None:
+        value = os.environ.get("ROS_DOMAIN_ID", "0")
+        if not value.isdigit() or int(value) > 232:
+            raise click.ClickException(f"ROS_DOMAIN_ID={value!r}: expected an integer 0-232 (or pass --domain)")
+        domain = int(value)
+    auditor = Auditor.load(model, intra_op_threads=threads)
+    # Without --loopback: the network configuration a ROS 2 process would use ($CYCLONEDDS_URI; the
+    # same syntax dds_create_domain takes), else Cyclone DDS's defaults.
+    config = loopback_config() if loopback else (os.environ.get("CYCLONEDDS_URI") or "<CycloneDDS/>")
+    with DdsContext(domain, config) as context:
+        node = AuditorNode(auditor, context)
+        topics = ", ".join(f"{t.name} ({role})" for role, t in messages.TOPICS.items())
+        click.echo(f"auditor node on DDS domain {domain}{' (loopback)' if loopback else ''}: {topics}")
+        started = time.monotonic()
+        try:
+            while seconds is None or time.monotonic() - started < seconds:
+                time.sleep(0.1 if seconds is None else min(0.1, max(0.0, seconds - (time.monotonic() - started))))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            node.close()
+        stats = node.stats
+        click.echo("stopped: " + ", ".join(f"{k} {v}" for k, v in stats.items() if k != "stream"))
