@@ -32,6 +32,7 @@ import numpy as np
 
 from auditor_lite.ros import messages as m
 from auditor_lite.ros.audio import audio_to_samples, samples_to_audio
+from auditor_lite.ros.feed import STREAM_INPUTS, feed_stream
 
 try:
     from rosbags.rosbag2 import Reader, Writer
@@ -262,15 +263,9 @@ class _Feeder:
             return
         msg = item.msg
         try:
-            if key == "frames":
-                self.stream.push_frame(m.time_to_seconds(msg.header.stamp), m.image_to_array(msg))
-            elif key in ("audio", "audio_unstamped"):
-                chunk = audio_to_samples(msg, self.audio_info, receive_time_s=item.log_time_ns / 1e9)
-                self.stream.push_audio(chunk.stamp_s, chunk.samples)
-            elif key == "audio_info":
-                self.audio_info = msg
-            elif key == "expression":
-                self.stream.set_expression(str(msg.data))
+            if key in STREAM_INPUTS:
+                self.audio_info = feed_stream(self.stream, key, msg, self.audio_info,
+                                              receive_time_s=item.log_time_ns / 1e9)
             else:
                 decoded = m.decode_request(msg)
                 ids, masks = decoded.usable()

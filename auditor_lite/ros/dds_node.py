@@ -43,7 +43,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("auditor_lite.ros.dds_node needs cyclonedds: pip install cyclonedds") from exc
 
 from auditor_lite.ros import messages as m
-from auditor_lite.ros.audio import audio_to_samples
+from auditor_lite.ros.feed import STREAM_INPUTS, feed_stream
 
 # The binding's low-level calls (not public API): checked against the versions tested.
 TESTED_CYCLONEDDS = ((0, 10), (11, 99))          # inclusive (major, minor) range
@@ -320,15 +320,8 @@ class AuditorNode:
             self._count(f"{key}_in", f"{key}: undecodable CDR ({exc})")
             return
         try:
-            if key == "frames":
-                self.stream.push_frame(m.time_to_seconds(msg.header.stamp), m.image_to_array(msg))
-            elif key == "audio":
-                chunk = audio_to_samples(msg, self.audio_info)
-                self.stream.push_audio(chunk.stamp_s, chunk.samples)
-            elif key == "audio_info":
-                self.audio_info = msg
-            elif key == "expression":
-                self.stream.set_expression(str(msg.data))
+            if key in STREAM_INPUTS:
+                self.audio_info = feed_stream(self.stream, key, msg, self.audio_info)
             else:
                 self._submit(msg)
             self._count(f"{key}_in")
