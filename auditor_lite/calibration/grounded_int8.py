@@ -118,8 +118,9 @@ def _quantize_and_gate(staging: Path, auditor: Auditor, benchmark: Benchmark, ex
             log(f"  {graph}: {target.stat().st_size / 1e6:.2f} MB in {result.seconds:.0f} s")
     # the CPU flavour becomes the default; a TensorRT flavour added next to it does not displace it
     keep = "int8-cpu" in auditor.manifest.precisions("masks") and flavour != "cpu"
+    report_key = "int8" if flavour == "cpu" else f"int8_{flavour}"      # each flavour's own record
     update_manifest(staging, graphs=graphs, default_precision=auditor.manifest.default_precision if keep else precision,
-                    **{("int8" if flavour == "cpu" else f"int8_{flavour}"): report})
+                    **{report_key: report})
     if run_gate:
         records = [r for r in benchmark.records(gate_split, "image") if r.candidates][:gate_expressions]
         auditors = {"fp32": auditor, precision: Auditor.load(staging, precision=precision, intra_op_threads=2,
@@ -131,7 +132,7 @@ def _quantize_and_gate(staging: Path, auditor: Auditor, benchmark: Benchmark, ex
         table = format_gate(verdict)
         log(f"accuracy gate on {gate_split}/image ({len(records)} expressions):\n{table}")
         report["gate"] = {"split": gate_split, "expressions": len(records), **verdict.to_json()}
-        update_manifest(staging, **{("int8" if flavour == "cpu" else f"int8_{flavour}"): report})
+        update_manifest(staging, **{report_key: report})
         if not verdict.passed:
             raise GateFailed(table, f"the INT8 directory was not installed; inspect {staging}")
     return report

@@ -73,7 +73,8 @@ class Auditor:
     @staticmethod
     def _open_graph(model: ModelDirectory, backend: Backend, name: str, precision: str | None):
         precision, path = model.graph_path(name, precision)
-        fingerprint = model.manifest.data["files"].get(path.relative_to(model.path).as_posix(), {}).get("sha256")
+        # the file's SHA-256 as the manifest lists it (checked at open): the optimised-graph cache key
+        fingerprint = model.manifest.data["files"][model.manifest.graphs[name][precision]]["sha256"]
         graph = backend.open(path, precision, fingerprint)
         model.check_graph(name, precision, graph.input_specs(), graph.output_specs())
         return graph
