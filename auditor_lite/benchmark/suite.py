@@ -80,11 +80,11 @@ def time_cases(variants, clip, options: BenchOptions) -> tuple[list[dict], list[
         row.update(layout=variant.layout, precision=variant.precision, engine=variant.engine,
                    graph_calls=calls, raw_iou=[r.raw_iou for r in results])
         rows.append(row)
-    notes += _agreement(rows)
+    _agreement(rows)
     return rows, notes
 
 
-def _agreement(rows: list[dict]) -> list[str]:
+def _agreement(rows: list[dict]) -> None:
     """``max_iou_diff_vs_fused``: the largest |raw IoU - the fused variant's| of the same engine and
     precision at the same mask count (the layouts compute one function; this shows they do)."""
     def reference(variant, masks):
@@ -96,7 +96,6 @@ def _agreement(rows: list[dict]) -> list[str]:
             row["max_iou_diff_vs_fused"] = max(abs(x - y) for x, y in zip(row["raw_iou"], fused["raw_iou"]))
     for row in rows:
         del row["raw_iou"]
-    return []
 
 
 def speedups(rows: list[dict]) -> list[dict]:
