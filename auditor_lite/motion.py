@@ -237,7 +237,14 @@ def cell_motion(frames: np.ndarray) -> np.ndarray:
     x2), the match residual, and the velocity (fwd - bwd) / 2 (y, x; the vibration cancels in
     it). End frames copy their neighbour's vibration. Scaled to about unit range; the grounder's
     ``cell_motion`` input, the same for every key frame of a clip."""
-    flow, residual = cell_flows(frames)
+    return motion_from_flows(*cell_flows(frames))
+
+
+def motion_from_flows(flow: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """:func:`cell_motion` from :func:`cell_flows`' output. Each frame pair's flows depend on that
+    pair alone (every step is per cell and pair), so a stream computes the pair of each new frame
+    once and concatenates the pairs of a window along axis 1: the same numbers as the whole clip's
+    (tests/test_motion.py)."""
     t_count = flow.shape[1] + 1
     fwd = np.zeros((t_count,) + flow.shape[2:], np.float32)
     bwd = np.zeros_like(fwd)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from auditor_lite.motion import ACCEL_SCALE, CELL, NUM_MOTION_FEATURES, VELOCITY_SCALE, cell_flows, cell_motion
+from auditor_lite.motion import (ACCEL_SCALE, CELL, NUM_MOTION_FEATURES, VELOCITY_SCALE, cell_flows, cell_motion,
+                             motion_from_flows)
 
 SIZE = 128
 
@@ -121,3 +122,11 @@ def test_bit_identical_to_the_first_implementation(case):
         for mine, first in zip(ours, theirs):          # flows, then residuals
             assert mine.dtype == first.dtype and mine.shape == first.shape
             assert mine.tobytes() == first.tobytes()
+
+
+def test_the_pairs_of_a_stream_give_the_clips_motion_bit_for_bit():
+    """The streaming auditor computes each consecutive pair's flows once (runtime/stream_prep.py)."""
+    frames, _ = _scene(vibrate=1.5, seed=3)
+    pairs = [cell_flows(frames[i:i + 2]) for i in range(len(frames) - 1)]
+    joined = motion_from_flows(np.concatenate([f for f, _ in pairs], 1), np.concatenate([r for _, r in pairs], 1))
+    assert np.array_equal(joined, cell_motion(frames))

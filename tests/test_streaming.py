@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -207,6 +208,26 @@ def test_an_expression_change_opens_a_new_session(auditor, stream):
     assert s.stats["sessions_created"] == 2 and s.stats["context_encodes"] == 2
     with pytest.raises(ValueError):
         s.set_expression("   ")
+
+
+def test_a_sliding_stream_prepares_each_frame_once_and_equals_the_offline_audit(auditor, stream):
+    s = stream()
+    feed(s, 0, 12.6)
+    deadline = time.monotonic() + TIMEOUT          # idle, the worker prepares the settled frames
+    while s._prep.stats["frames_prepared"] < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert s._prep.stats["frames_prepared"] >= 10 and s._prep.stats["windows_prepared"] == 0
+    for second in (11, 12, 13, 14):
+        s.submit(second + 0.2, MASKS)
+        s.submit(second + 0.7, MASKS, expression="the cello")   # another expression: the window's tensors
+        feed(s, second + 1.6, second + 2.6)
+        got = results_of(s, 2)
+        assert [raw(r) for r in got.values()] == [[e.raw_iou for e in offline(auditor, second, expression=x)]
+                                                  for x in (EXPR, "the cello")]
+    prep = s._prep.stats
+    assert prep["windows_prepared"] == 4 and prep["windows_reused"] == 4
+    assert prep["frames_prepared"] <= 14 and prep["pairs_prepared"] <= 13      # once per frame, not per window
+    assert len(s._prep._frames) <= 12 + 1 and len(s._prep._pairs) <= 12
 
 
 # ---------------------------------------------------------------------------------------- edge cases

@@ -34,6 +34,35 @@ def _one_line_errors(command):
     return wrapper
 
 
+def _domain(domain: int | None) -> int:
+    """--domain, else $ROS_DOMAIN_ID, else 0."""
+    import os
+
+    if domain is None:
+        value = os.environ.get("ROS_DOMAIN_ID", "0")
+        if not value.isdigit() or int(value) > 232:
+            raise click.ClickException(f"ROS_DOMAIN_ID={value!r}: expected an integer 0-232 (or pass --domain)")
+        domain = int(value)
+    return domain
+
+
+def _dds_context(domain: int, loopback: bool):
+    """The DDS domain: 127.0.0.1 only with --loopback, else the network configuration a ROS 2
+    process would use ($CYCLONEDDS_URI; the syntax dds_create_domain takes), else Cyclone's defaults."""
+    import os
+
+    from auditor_lite.ros.dds_node import DdsContext, loopback_config
+
+    return DdsContext(domain, loopback_config() if loopback else (os.environ.get("CYCLONEDDS_URI") or "<CycloneDDS/>"))
+
+
+DOMAIN_OPTION = click.option("--domain", type=click.IntRange(0, 232), default=None,
+                             help="DDS domain id [$ROS_DOMAIN_ID, else 0].")
+LOOPBACK_OPTION = click.option("--loopback", is_flag=True,
+                               help="Keep all DDS traffic on 127.0.0.1 (tests, a single machine); default: Cyclone "
+                                    "DDS's own network configuration ($CYCLONEDDS_URI), as ROS 2 uses it.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def ros():
     """ROS 2: the auditor node over DDS, and bags of a camera + microphone + mask-request stream
@@ -103,11 +132,8 @@ def replay_cmd(bag: Path, out: Path, model: Path | None, storage: str | None, th
 @ros.command("node")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="Model directory (default: the packaged model).")
-@click.option("--domain", type=click.IntRange(0, 232), default=None,
-              help="DDS domain id [$ROS_DOMAIN_ID, else 0].")
-@click.option("--loopback", is_flag=True,
-              help="Keep all DDS traffic on 127.0.0.1 (tests, a single machine); default: Cyclone DDS's "
-                   "own network configuration ($CYCLONEDDS_URI), as ROS 2 uses it.")
+@DOMAIN_OPTION
+@LOOPBACK_OPTION
 @click.option("--seconds", type=click.FloatRange(min=0.0), default=None,
               help="Stop after this long (default: run until Ctrl-C).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
@@ -115,25 +141,17 @@ def replay_cmd(bag: Path, out: Path, model: Path | None, storage: str | None, th
 def node_cmd(model: Path | None, domain: int | None, loopback: bool, seconds: float | None, threads: int | None):
     """Run the auditor as a ROS 2 node over DDS (docs/ros_node.md): frames, audio, expression and
     mask requests in, one AuditResult per request out."""
-    import os
     import time
 
     from auditor_lite.ros import messages
-    from auditor_lite.ros.dds_node import AuditorNode, DdsContext, loopback_config
+    from auditor_lite.ros.dds_node import AuditorNode
     from auditor_lite.runtime import Auditor
 
     if model is not None and not model.is_dir():
         raise click.ClickException(f"{model}: --model is not a folder")
-    if domain is None:
-        value = os.environ.get("ROS_DOMAIN_ID", "0")
-        if not value.isdigit() or int(value) > 232:
-            raise click.ClickException(f"ROS_DOMAIN_ID={value!r}: expected an integer 0-232 (or pass --domain)")
-        domain = int(value)
+    domain = _domain(domain)
     auditor = Auditor.load(model, intra_op_threads=threads)
-    # Without --loopback: the network configuration a ROS 2 process would use ($CYCLONEDDS_URI; the
-    # same syntax dds_create_domain takes), else Cyclone DDS's defaults.
-    config = loopback_config() if loopback else (os.environ.get("CYCLONEDDS_URI") or "<CycloneDDS/>")
-    with DdsContext(domain, config) as context:
+    with _dds_context(domain, loopback) as context:
         node = AuditorNode(auditor, context)
         topics = ", ".join(f"{t.name} ({role})" for role, t in messages.TOPICS.items())
         click.echo(f"auditor node on DDS domain {domain}{' (loopback)' if loopback else ''}: {topics}")
@@ -147,3 +165,105 @@ def node_cmd(model: Path | None, domain: int | None, loopback: bool, seconds: fl
             node.close()
         stats = node.stats
         click.echo("stopped: " + ", ".join(f"{k} {v}" for k, v in stats.items() if k != "stream"))
+
+
+@ros.command("play")
+@click.argument("bag", type=click.Path(path_type=Path))
+@click.option("--rate", type=click.FloatRange(min=0.01, max=100.0), default=1.0, show_default=True,
+              help="Speed factor of the bag's log times.")
+@click.option("--wait-subscribers", "wait_s", type=click.FloatRange(min=0.0), default=5.0, show_default=True,
+              help="Seconds to wait for a subscriber on each RELIABLE topic before the first message.")
+@DOMAIN_OPTION
+@LOOPBACK_OPTION
+@_one_line_errors
+def play_cmd(bag: Path, rate: float, wait_s: float, domain: int | None, loopback: bool):
+    """Publish a bag's messages live over DDS at its pace (like ros2 bag play); Ctrl-C stops."""
+    import threading
+
+    from auditor_lite.ros import live
+
+    if not bag.exists():
+        raise click.ClickException(f"{bag}: BAG not found")
+    stop = threading.Event()
+    with _dds_context(_domain(domain), loopback) as context:
+        try:
+            counts = live.play(bag, context.participant, rate=rate, wait_subscribers_s=wait_s, stop=stop,
+                               log=lambda line: click.echo(line, err=True))
+        except KeyboardInterrupt:
+            stop.set()
+            click.echo("interrupted", err=True)
+            return
+    click.echo("published: " + ", ".join(f"{topic} {n}" for topic, n in counts.items()))
+
+
+@ros.command("echo")
+@click.argument("topic")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after this many messages.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.0), default=None,
+              help="Stop after this many seconds (default: --count, else Ctrl-C).")
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="FILE.jsonl to write.")
+@click.option("--type", "msgtype", default=None, help="pkg/msg/Name, for a topic that is not a default one.")
+@DOMAIN_OPTION
+@LOOPBACK_OPTION
+@_one_line_errors
+def echo_cmd(topic: str, count: int | None, timeout_s: float | None, out: Path, msgtype: str | None,
+             domain: int | None, loopback: bool):
+    """Record what arrives on TOPIC as JSON lines (like ros2 topic echo); Ctrl-C stops."""
+    import threading
+
+    from auditor_lite.ros import live
+
+    if out.exists():
+        raise click.ClickException(f"{out}: --out already exists (choose a new name)")
+    if not out.parent.is_dir():
+        raise click.ClickException(f"{out}: the folder {out.parent} does not exist")
+    stop = threading.Event()
+    got = 0
+    with _dds_context(_domain(domain), loopback) as context:
+        try:
+            got = live.echo(context.participant, topic, out, count=count, timeout_s=timeout_s, msgtype=msgtype,
+                            stop=stop)
+        except KeyboardInterrupt:
+            stop.set()
+    click.echo(f"wrote {out}: {got if got else 'no'} messages" + (f" of {count}" if count else ""))
+    if count and got < count:
+        raise SystemExit(2)
+
+
+@ros.command("loadtest")
+@click.option("--rates", default="30,60,100", show_default=True, help="Mask rates to test, masks per second.")
+@click.option("--seconds", type=click.FloatRange(min=1.0), default=20.0, show_default=True, help="Seconds per rate.")
+@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0.0), default=11.0, show_default=True,
+              help="Seconds of frames and audio before the first request (a window is 10 s).")
+@click.option("--fps", type=click.FloatRange(min=1.0, max=120.0), default=30.0, show_default=True)
+@click.option("--size", default="640x480", show_default=True, help="Frame size WIDTHxHEIGHT.")
+@click.option("--masks", "per_request", type=click.IntRange(1, 64), default=3, show_default=True,
+              help="Masks per request.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="The node's ONNX Runtime threads.")
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="The node's model directory.")
+@click.option("--domain", type=click.IntRange(0, 232), default=None, help="DDS domain id [a random one].")
+@_one_line_errors
+def loadtest_cmd(rates: str, seconds: float, warmup_s: float, fps: float, size: str, per_request: int,
+                 threads: int | None, model: Path | None, domain: int | None):
+    """Start the node, a publisher (camera, microphone, segmenter) and a recorder on loopback;
+    print latency p50/p99 and drops per mask rate. Ctrl-C stops early and reports."""
+    import random
+
+    from auditor_lite.ros import loadtest
+
+    try:
+        rate_list = [float(r) for r in rates.split(",") if r.strip()]
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise click.ClickException(f"--rates {rates!r} / --size {size!r}: expected e.g. 30,60,100 and 640x480") from None
+    if not rate_list or min(rate_list) <= 0 or min(width, height) < 8:
+        raise click.ClickException("--rates must be positive and --size at least 8x8")
+    if model is not None and not model.is_dir():
+        raise click.ClickException(f"{model}: --model is not a folder")
+    domain = random.SystemRandom().randrange(20, 230) if domain is None else domain
+    rows = loadtest.run(domain, rates=rate_list, seconds=seconds, warmup_s=warmup_s, fps=fps, width=width,
+                        height=height, masks_per_request=per_request, threads=threads, model=model,
+                        log=lambda line: click.echo(line, err=True))
+    click.echo(f"frames {fps:g} Hz {width}x{height}, {per_request} masks a request, loopback, domain {domain}")
+    for line in loadtest.format_rows(rows):
+        click.echo(line)

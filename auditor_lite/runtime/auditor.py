@@ -100,10 +100,11 @@ class Auditor:
         return self.text.embed(expression)
 
     def session(self, expression: str, frames=None, audio=None, *, sample_rate: int = SAMPLE_RATE,
-                allow_silent: bool = False, context_cache: int = 10) -> ClipSession:
-        """A :class:`ClipSession` for auditing many masks (and frames) of one clip."""
+                allow_silent: bool = False, context_cache: int = 10, prepared: dict | None = None) -> ClipSession:
+        """A :class:`ClipSession` for auditing many masks (and frames) of one clip (``prepared``:
+        the clip's tensors, already prepared by the caller: :meth:`ClipSession._adopt`)."""
         return ClipSession(self, expression, frames, audio, sample_rate=sample_rate,
-                           allow_silent=allow_silent, context_cache=context_cache)
+                           allow_silent=allow_silent, context_cache=context_cache, prepared=prepared)
 
     def audit(self, frames, audio, expression: str, masks, *, frame_index: int,
               sample_rate: int = SAMPLE_RATE, allow_silent: bool = False) -> list[AuditResult]:

@@ -43,7 +43,7 @@ class ClipSession:
 
     def __init__(self, auditor, expression: str, frames=None, audio=None, *,
                  sample_rate: int = SAMPLE_RATE, allow_silent: bool = False,
-                 context_cache: int = DEFAULT_CONTEXT_CACHE):
+                 context_cache: int = DEFAULT_CONTEXT_CACHE, prepared: dict | None = None):
         self.auditor = auditor
         self.allow_silent = allow_silent
         # token states, validated and cached per expression
@@ -62,6 +62,8 @@ class ClipSession:
         if audio is not None:
             padded = check_audio(audio, sample_rate, allow_silent=allow_silent)
             self._audio = padded[:min(len(audio), CLIP_SAMPLES)]  # unpadded: push_audio appends to it
+        if prepared is not None:
+            self._adopt(prepared)
 
     # ------------------------------------------------------------------ the window
     def push_frame(self, frame) -> None:
@@ -86,6 +88,21 @@ class ClipSession:
         with self._lock:
             self._audio = np.concatenate([self._audio, chunk.astype(np.float32)])[-CLIP_SAMPLES:]
             self._invalidate()
+
+    def _adopt(self, prepared: dict) -> None:
+        """Take the window's tensors prepared by the caller (``StreamingAuditor``: once per frame,
+        runtime/stream_prep.py) instead of preparing them from the frames and audio given with
+        them; they must be what :meth:`_inputs` computes from those (the streaming tests check it)."""
+        cfg = self.auditor.config
+        if len(self._frames) < NUM_FRAMES or not len(self._audio):
+            raise ValueError("prepared: give the window's frames and audio with its prepared tensors")
+        need = {"frames", "audio", "log_mel"} | ({"cell_motion"} if cfg.cell_motion else set())
+        if need - set(prepared):
+            raise ValueError(f"prepared: missing {', '.join(sorted(need - set(prepared)))}")
+        shape = (1, NUM_FRAMES, 3, cfg.frame_size, cfg.frame_size)
+        if prepared["frames"].shape != shape:
+            raise ValueError(f"prepared: frames are {prepared['frames'].shape}, expected {shape}")
+        self._prepared.update({k: prepared[k] for k in need})
 
     def _invalidate(self) -> None:
         if self._contexts is not None:

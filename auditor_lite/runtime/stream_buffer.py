@@ -46,6 +46,13 @@ def frame_slot(stamp: float) -> int:
     return math.ceil(stamp - GRID_OFFSET_S)
 
 
+def grid_time_passed(before: float, after: float) -> bool:
+    """Whether a frame stream whose newest stamp went from ``before`` to ``after`` passed a grid
+    time ``s + 0.5`` (a second settled)."""
+    return after > before and (before == -math.inf or
+                                math.floor(after - GRID_OFFSET_S) != math.floor(before - GRID_OFFSET_S))
+
+
 def request_second(stamp: float) -> int:
     """The grid second a mask stamped ``stamp`` belongs to: frame k covers second k."""
     return math.floor(stamp)

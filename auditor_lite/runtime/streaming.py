@@ -28,7 +28,9 @@ import numpy as np
 from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
 from auditor_lite.runtime.inputs import InputError, check_expression, check_frame, check_masks
 from auditor_lite.runtime.results import AuditResult
-from auditor_lite.runtime.stream_buffer import GRID_OFFSET_S, AudioRing, FrameGrid, request_second, seconds
+from auditor_lite.runtime.stream_buffer import (GRID_OFFSET_S, AudioRing, FrameGrid, grid_time_passed,
+                                                request_second, seconds)
+from auditor_lite.runtime.stream_prep import WindowPrep
 
 KEY_INDEX = NUM_FRAMES - 1      # the mask's frame is the newest frame of its window
 
@@ -111,6 +113,8 @@ class StreamingAuditor:
         self._audio = AudioRing((NUM_FRAMES + margin_s + 2) * SAMPLE_RATE)
         self._expression = None if expression is None else check_expression(expression)
         self._sessions: OrderedDict = OrderedDict()
+        self._prep = WindowPrep(auditor.config.frame_size, auditor.config.cell_motion, session_cache)
+        self._prep_generation = 0           # reset() bumps it: the worker then drops its prepared frames
         self._session_cache = session_cache
         self._pending: deque[_Request] = deque()
         self._outbox: deque[StreamResult] = deque()
@@ -132,11 +136,12 @@ class StreamingAuditor:
         with self._cv:
             if self._closed:
                 return "closed"
+            before = self._frames.latest_stamp
             outcome = self._frames.push(stamp, frame, self._clock())
             self._counts["frames_in"] += 1
             self._counts["resolution_changes" if outcome == "reset" else f"frames_{outcome}"] += 1
-            if self._pending:
-                self._cv.notify_all()
+            if self._pending or grid_time_passed(before, self._frames.latest_stamp):
+                self._cv.notify_all()           # a second settled: the worker prepares its frame
         return outcome
 
     def push_audio(self, stamp_s: float, samples) -> None:
@@ -179,6 +184,7 @@ class StreamingAuditor:
             self._frames.clear()
             self._audio.clear()
             self._sessions.clear()
+            self._prep_generation += 1
             self._counts["resets"] += 1
 
     # ------------------------------------------------------------------ requests
@@ -262,8 +268,9 @@ class StreamingAuditor:
 
     # ------------------------------------------------------------------ the worker
     def _run(self) -> None:
+        generation = self._prep_generation
         while True:
-            job, outbox = None, []
+            job, outbox, warm = None, [], None
             with self._cv:
                 while True:
                     if self._outbox:
@@ -273,11 +280,19 @@ class StreamingAuditor:
                     job, wake = self._next_job(self._clock())
                     if job is not None or (self._closed and not self._pending):
                         break
+                    if generation != self._prep_generation:
+                        generation = self._prep_generation
+                        self._prep.clear()
+                    warm = self._prep.due(self._frames) if self._expression or self._pending else []
+                    if warm:
+                        break
                     self._cv.wait(wake)
             for result in outbox:
                 self._deliver(result)
             if job is not None:
                 self._deliver(job if isinstance(job, StreamResult) else self._execute(job))
+            elif warm:
+                self._prep.warm(warm)          # idle: prepare settled frames before a request needs them
             elif not outbox:
                 return
 
@@ -348,8 +363,9 @@ class StreamingAuditor:
                 if session is not None:
                     self._sessions.move_to_end(plan["key"])
             if session is None:
+                prepared = self._prep.window(plan["key"][1:], slots, plan["audio"])
                 session = self.auditor.session(r.expression, np.stack([s.frame for s in slots]), plan["audio"],
-                                               allow_silent=self.allow_silent)
+                                               allow_silent=self.allow_silent, prepared=prepared)
                 with self._cv:
                     self._sessions[plan["key"]] = session
                     while len(self._sessions) > self._session_cache:
