@@ -162,13 +162,27 @@ def format_table(results, names, truth=None) -> str:
 @click.option("--method", help="With --bench: method name in the predictions (default from the model).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
+@click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
+              help="With --bench/--clips: this process, or Ray Data actors (the 'scale' extra; docs/scale.md).")
+@click.option("--address", help="With --executor ray: an existing Ray cluster (default: a local one on 127.0.0.1).")
+@click.option("--workers", type=click.IntRange(min=1), help="With --executor ray: auditor actors (default: CPUs / --threads).")
+@click.option("--clips", type=click.Path(path_type=Path), help="A clip list (Parquet or JSONL) to audit instead of --bench.")
+@click.option("--allow-absolute", is_flag=True, help="With --clips: accept paths outside the list's folder.")
 @clip_options
 @model_options
 @_friendly_errors
-def audit(bench, out, splits, modes, silence_audio, shuffle_expressions, method, no_progress, as_json, model_dir,
-          precision, threads, video, frames_dir, audio, expression, mask_files, mask_dir, frame_index, allow_silent,
-          more_masks):
+def audit(bench, out, splits, modes, silence_audio, shuffle_expressions, method, no_progress, as_json, executor,
+          address, workers, clips, allow_absolute, model_dir, precision, threads, video, frames_dir, audio, expression,
+          mask_files, mask_dir, frame_index, allow_silent, more_masks):
     """Audit candidate masks of a clip (files), or of a whole benchmark (--bench DIR --out FILE)."""
+    if executor == "ray" or clips is not None or address is not None or workers is not None:   # dataset scale: auditor_lite/scale, docs/scale.md
+        from auditor_lite.scale.cli import scale_audit
+
+        scale_audit(bench=bench, clips=clips, out=out, executor=executor, address=address, workers=workers,
+                    threads=threads, splits=splits, modes=modes, silence_audio=silence_audio,
+                    shuffle_expressions=shuffle_expressions, method=method, allow_absolute=allow_absolute,
+                    model_dir=model_dir, precision=precision, progress=not no_progress)
+        return
     if bench is None and shuffle_expressions is not None:
         raise click.UsageError("--shuffle-expressions needs --bench (it permutes a benchmark's expressions)")
     if bench is not None:

@@ -50,8 +50,40 @@ def benchmark_pairs(benchmark: Benchmark, splits=None, modes=None) -> list[tuple
 def clip_audio(record, silence: bool = False) -> np.ndarray:
     """The record's 10 s of audio as the runtime takes it (16 kHz mono, padded); silence for the
     ablation."""
-    wave = np.zeros(0, np.float32) if silence else load_audio_file(record.clip.audio_path)
-    return prepare_audio(wave, SAMPLE_RATE)[0]
+    return audio_window(None if silence else load_audio_file(record.clip.audio_path))
+
+
+def audio_window(wave) -> np.ndarray:
+    """Samples (16 kHz mono) as the 10 s window the runtime takes (padded or cut); ``None``: silence."""
+    return prepare_audio(np.zeros(0, np.float32) if wave is None else wave, SAMPLE_RATE)[0]
+
+
+def frame_groups(candidates) -> list[tuple[int, list]]:
+    """``[(frame, [candidate, ...])]`` by frame index: the candidates audited in one call each.
+    A candidate is anything with ``frame`` and ``mask_path`` (a benchmark ``Candidate``)."""
+    by_frame = defaultdict(list)
+    for cand in candidates:
+        by_frame[cand.frame].append(cand)
+    return sorted(by_frame.items())
+
+
+def load_group_masks(groups) -> list[list[np.ndarray]]:
+    """The mask files of :func:`frame_groups`, read as the benchmark defines them (any nonzero pixel)."""
+    return [[load_mask(c.mask_path) for c in cands] for _, cands in groups]
+
+
+def audit_clip(auditor, expression: str, frames, audio, groups, masks) -> list:
+    """``[(candidate, AuditResult)]``: one session over the clip, one call per frame group
+    (:func:`frame_groups`, their ``masks`` from :func:`load_group_masks`)."""
+    session = auditor.session(expression, frames, audio, allow_silent=True)
+    out = []
+    for (frame, cands), frame_masks in zip(groups, masks):
+        try:
+            results = session.audit(frame_masks, frame)
+        except InputError as err:  # name the file, not the list position
+            raise DataError(cands[err.mask_index].mask_path, str(err)) from None
+        out.extend(zip(cands, results))
+    return out
 
 
 def audit_record(auditor, record, silence_audio: bool = False):
@@ -59,19 +91,9 @@ def audit_record(auditor, record, silence_audio: bool = False):
     if not record.candidates:
         return []
     frames = load_frames(record.clip)
-    session = auditor.session(record.exp, frames, clip_audio(record, silence_audio), allow_silent=True)
-    by_frame = defaultdict(list)
-    for cand in record.candidates:
-        by_frame[cand.frame].append(cand)
-    out = []
-    for frame, cands in sorted(by_frame.items()):
-        masks = [load_mask(c.mask_path) for c in cands]
-        try:
-            results = session.audit(masks, frame)
-        except InputError as err:  # name the file, not the list position
-            raise DataError(cands[err.mask_index].mask_path, str(err)) from None
-        out.extend(zip(cands, results))
-    return out
+    audio = clip_audio(record, silence_audio)
+    groups = frame_groups(record.candidates)
+    return audit_clip(auditor, record.exp, frames, audio, groups, load_group_masks(groups))
 
 
 def prediction(record, cand, result, method: str, mode: str, split: str) -> Prediction:
@@ -80,6 +102,29 @@ def prediction(record, cand, result, method: str, mode: str, split: str) -> Pred
                       action=result.action, type_probs=result.type_probs,
                       action_probs=result.action_probs, iou_low=result.iou_low,
                       iou_high=result.iou_high, method=method, mode=mode, split=split)
+
+
+def method_name(auditor, method: str | None = None, silence_audio: bool = False,
+                shuffle_expressions: int | None = None) -> str:
+    """The predictions' ``method``: ``--method`` or the model's name and precision, plus the ablations."""
+    base = auditor.manifest.name       # manifest names already start with the tool's name
+    base = base if base.startswith("auditor-lite") else f"auditor-lite-{base}"
+    return (method or f"{base}-{auditor.precision}") + \
+        (SILENT_SUFFIX if silence_audio else "") + \
+        (f"-shuffled{shuffle_expressions}" if shuffle_expressions is not None else "")
+
+
+def audited_records(benchmark: Benchmark, split: str, mode: str, shuffle_expressions: int | None = None) -> list:
+    """The records of one (split, mode) in audit order; with ``shuffle_expressions`` (a seed) each takes
+    the expression of another record (the ablation of :func:`audit_benchmark`)."""
+    records = list(benchmark.records(split, mode))
+    if shuffle_expressions is not None:
+        # a random cycle: every expression moves to another clip (none stays where it was)
+        perm = np.random.default_rng(shuffle_expressions).permutation(len(records))
+        source = np.empty(len(records), int)
+        source[perm] = np.roll(perm, -1)
+        records = [dataclasses.replace(r, exp=records[j].exp) for r, j in zip(records, source)]
+    return records
 
 
 def audit_benchmark(auditor, bench, out_file, splits=None, modes=None, silence_audio: bool = False,
@@ -94,21 +139,11 @@ def audit_benchmark(auditor, bench, out_file, splits=None, modes=None, silence_a
     Returns ``{"counts": {"split/mode": n}, "masks": n, "seconds": s, "masks_per_second": r}``.
     """
     benchmark = Benchmark(bench)
-    base = auditor.manifest.name       # manifest names already start with the tool's name
-    base = base if base.startswith("auditor-lite") else f"auditor-lite-{base}"
-    name = (method or f"{base}-{auditor.precision}") + \
-        (SILENT_SUFFIX if silence_audio else "") + \
-        (f"-shuffled{shuffle_expressions}" if shuffle_expressions is not None else "")
+    name = method_name(auditor, method, silence_audio, shuffle_expressions)
     predictions, counts = [], Counter()
     started = time.perf_counter()
     for split, mode in benchmark_pairs(benchmark, splits, modes):
-        records = list(benchmark.records(split, mode))
-        if shuffle_expressions is not None:
-            # a random cycle: every expression moves to another clip (none stays where it was)
-            perm = np.random.default_rng(shuffle_expressions).permutation(len(records))
-            source = np.empty(len(records), int)
-            source[perm] = np.roll(perm, -1)
-            records = [dataclasses.replace(r, exp=records[j].exp) for r, j in zip(records, source)]
+        records = audited_records(benchmark, split, mode, shuffle_expressions)
         for record in tqdm(records, desc=f"audit {split}/{mode}", unit="expr", file=sys.stderr,
                            disable=not progress):
             for cand, result in audit_record(auditor, record, silence_audio):

@@ -155,14 +155,19 @@ def write_predictions(path, predictions: Iterable[Prediction | Mapping]) -> int:
     count = 0
     with open(path, "w", encoding="utf-8") as handle:
         for index, item in enumerate(predictions):
-            obj = item.to_json() if isinstance(item, Prediction) else dict(item)
             try:
-                pred = parse_prediction(obj)
+                handle.write(prediction_line(item) + "\n")
             except _LineError as err:
                 raise DataError(path, f"prediction {index}: {err}", err.field_name) from None
-            handle.write(json.dumps(pred.to_json(), separators=(",", ":")) + "\n")
             count += 1
     return count
+
+
+def prediction_line(item: Prediction | Mapping) -> str:
+    """One validated JSONL line (no newline) of a prediction, exactly as :func:`write_predictions`
+    writes it; a bad field raises an error whose ``field_name`` names it."""
+    obj = item.to_json() if isinstance(item, Prediction) else dict(item)
+    return json.dumps(parse_prediction(obj).to_json(), separators=(",", ":"))
 
 
 def read_prediction_lines(path) -> list[tuple[int, Prediction]]:
