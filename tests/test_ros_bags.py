@@ -103,6 +103,9 @@ def made_bag(tmp_path_factory):
     return out
 
 
+WAIT = ["--audio-policy", "wait"]      # the clip's own window (the command's default, shift, ends it 0.5 s early)
+
+
 def test_make_bag_and_replay_equal_offline(made_bag, auditor, tmp_path, monkeypatch):
     from auditor_lite.benchmark.variants import load_clip
     from auditor_lite.runtime import Auditor
@@ -110,7 +113,7 @@ def test_make_bag_and_replay_equal_offline(made_bag, auditor, tmp_path, monkeypa
     monkeypatch.setattr(Auditor, "load", classmethod(lambda cls, *a, **k: auditor))   # load once per module
     runner = CliRunner()
     out = tmp_path / "results.jsonl"
-    res = runner.invoke(ros, ["replay", "--bag", str(made_bag), "--out", str(out)])
+    res = runner.invoke(ros, ["replay", *WAIT, "--bag", str(made_bag), "--out", str(out)])
     assert res.exit_code == 0, res.output
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 1
@@ -127,9 +130,10 @@ def test_make_bag_and_replay_equal_offline(made_bag, auditor, tmp_path, monkeypa
 
     # deterministic; a results bag (mcap) carries the same results
     again = tmp_path / "again.jsonl"
-    assert runner.invoke(ros, ["replay", "--bag", str(made_bag), "--out", str(again)]).exit_code == 0
+    assert runner.invoke(ros, ["replay", *WAIT, "--bag", str(made_bag), "--out", str(again)]).exit_code == 0
     assert again.read_text() == out.read_text()
-    res = runner.invoke(ros, ["replay", "--bag", str(made_bag), "--out", str(tmp_path / "res"), "--storage", "mcap"])
+    res = runner.invoke(ros, ["replay", *WAIT, "--bag", str(made_bag), "--out", str(tmp_path / "res"),
+                              "--storage", "mcap"])
     assert res.exit_code == 0, res.output
     got = list(bags.read_bag(tmp_path / "res"))
     assert [g.topic for g in got] == [T["results"].name] and got[0].msgtype == m.AUDIT_RESULT

@@ -47,6 +47,7 @@ def stream(auditor):
     made = []
 
     def make(**options):
+        options.setdefault("speculate", False)     # counts of encodes are exact without contexts ahead
         made.append(StreamingAuditor(auditor, options.pop("expression", EXPR), **options))
         return made[-1]
 

@@ -337,7 +337,9 @@ def replay(bag_in, results_out, auditor, *, storage: str | None = None, topics: 
     count), and before data that could push a waiting request's window out of the buffer the replay
     waits for that request. Deterministic: the timing fields (latency, waits) are zeroed unless
     ``timings``; a result's log time is its request's. ``stream_options`` go to the
-    ``StreamingAuditor`` (the node's defaults otherwise)."""
+    ``StreamingAuditor`` (its defaults otherwise: ``audio_policy="wait"``; the ``ros replay``
+    command passes the node command's ``shift``), with no contexts encoded ahead unless
+    ``speculate=True``."""
     from auditor_lite.runtime.streaming import StreamingAuditor
 
     bag_in, results_out = Path(bag_in), Path(results_out)
@@ -354,6 +356,7 @@ def replay(bag_in, results_out, auditor, *, storage: str | None = None, topics: 
     n_requests = sum(1 for i in items if i.topic == topics["requests"].name)
     margin_s = int(stream_options.get("margin_s", 2))
     stream_options["max_pending"] = max(int(stream_options.get("max_pending", 64)), n_requests + 1)
+    stream_options.setdefault("speculate", False)    # offline: no latency to save; context_reused stays deterministic
     feeder = _Feeder(None, topics)
     stream = StreamingAuditor(auditor, callback=feeder.publish, result_queue_size=0, **stream_options)
     feeder.stream = stream

@@ -63,6 +63,13 @@ LOOPBACK_OPTION = click.option("--loopback", is_flag=True,
                                     "DDS's own network configuration ($CYCLONEDDS_URI), as ROS 2 uses it.")
 
 
+AUDIO_POLICY_OPTION = click.option(
+    "--audio-policy", type=click.Choice(["shift", "wait"]), default="shift", show_default=True,
+    help="shift: a request is audited at once against the newest complete grid window, its audio ending "
+         "at the key frame (0.5 s earlier than in training); wait: the audio runs to the end of the key "
+         "second, as in training, waited for up to 1 s (reported apart from latency). docs/streaming.md.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def ros():
     """ROS 2: the auditor node over DDS, and bags of a camera + microphone + mask-request stream
@@ -106,8 +113,10 @@ def make_bag(clip_dir: Path, out: Path, storage: str | None, fps: float, chunk_s
               help="Storage of a results bag (default: mcap for a name ending .mcap, else sqlite3).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--timings", is_flag=True, help="Keep latency and wait times (they vary run to run).")
+@AUDIO_POLICY_OPTION
 @_one_line_errors
-def replay_cmd(bag: Path, out: Path, model: Path | None, storage: str | None, threads: int | None, timings: bool):
+def replay_cmd(bag: Path, out: Path, model: Path | None, storage: str | None, threads: int | None, timings: bool,
+               audio_policy: str):
     """Audit a bag offline, as the node would: one AuditResult per mask request."""
     from auditor_lite.ros import bags
     from auditor_lite.runtime import Auditor
@@ -121,7 +130,7 @@ def replay_cmd(bag: Path, out: Path, model: Path | None, storage: str | None, th
     if model is not None and not model.is_dir():
         raise click.ClickException(f"{model}: --model is not a folder")
     auditor = Auditor.load(model, intra_op_threads=threads)
-    summary = bags.replay(bag, out, auditor, storage=storage, timings=timings)
+    summary = bags.replay(bag, out, auditor, storage=storage, timings=timings, audio_policy=audio_policy)
     ok = sum(1 for r in summary.results if not r.error_code)
     click.echo(f"wrote {summary.out}: {len(summary.results)} results ({ok} audited), "
                f"{summary.counts['errors']} input errors")
@@ -137,8 +146,10 @@ def replay_cmd(bag: Path, out: Path, model: Path | None, storage: str | None, th
 @click.option("--seconds", type=click.FloatRange(min=0.0), default=None,
               help="Stop after this long (default: run until Ctrl-C).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
+@AUDIO_POLICY_OPTION
 @_one_line_errors
-def node_cmd(model: Path | None, domain: int | None, loopback: bool, seconds: float | None, threads: int | None):
+def node_cmd(model: Path | None, domain: int | None, loopback: bool, seconds: float | None, threads: int | None,
+             audio_policy: str):
     """Run the auditor as a ROS 2 node over DDS (docs/ros_node.md): frames, audio, expression and
     mask requests in, one AuditResult per request out."""
     import time
@@ -152,9 +163,10 @@ def node_cmd(model: Path | None, domain: int | None, loopback: bool, seconds: fl
     domain = _domain(domain)
     auditor = Auditor.load(model, intra_op_threads=threads)
     with _dds_context(domain, loopback) as context:
-        node = AuditorNode(auditor, context)
+        node = AuditorNode(auditor, context, audio_policy=audio_policy)
         topics = ", ".join(f"{t.name} ({role})" for role, t in messages.TOPICS.items())
-        click.echo(f"auditor node on DDS domain {domain}{' (loopback)' if loopback else ''}: {topics}")
+        click.echo(f"auditor node on DDS domain {domain}{' (loopback)' if loopback else ''}, audio policy "
+                   f"{audio_policy}: {topics}")
         started = time.monotonic()
         try:
             while seconds is None or time.monotonic() - started < seconds:
@@ -242,9 +254,10 @@ def echo_cmd(topic: str, count: int | None, timeout_s: float | None, out: Path, 
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="The node's ONNX Runtime threads.")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="The node's model directory.")
 @click.option("--domain", type=click.IntRange(0, 232), default=None, help="DDS domain id [a random one].")
+@AUDIO_POLICY_OPTION
 @_one_line_errors
 def loadtest_cmd(rates: str, seconds: float, warmup_s: float, fps: float, size: str, per_request: int,
-                 threads: int | None, model: Path | None, domain: int | None):
+                 threads: int | None, model: Path | None, domain: int | None, audio_policy: str):
     """Start the node, a publisher (camera, microphone, segmenter) and a recorder on loopback;
     print latency p50/p99 and drops per mask rate. Ctrl-C stops early and reports."""
     import random
@@ -263,7 +276,8 @@ def loadtest_cmd(rates: str, seconds: float, warmup_s: float, fps: float, size: 
     domain = random.SystemRandom().randrange(20, 230) if domain is None else domain
     rows = loadtest.run(domain, rates=rate_list, seconds=seconds, warmup_s=warmup_s, fps=fps, width=width,
                         height=height, masks_per_request=per_request, threads=threads, model=model,
-                        log=lambda line: click.echo(line, err=True))
-    click.echo(f"frames {fps:g} Hz {width}x{height}, {per_request} masks a request, loopback, domain {domain}")
+                        audio_policy=audio_policy, log=lambda line: click.echo(line, err=True))
+    click.echo(f"frames {fps:g} Hz {width}x{height}, {per_request} masks a request, loopback, domain {domain}, "
+               f"audio policy {audio_policy}")
     for line in loadtest.format_rows(rows):
         click.echo(line)

@@ -97,13 +97,15 @@ def format_rows(rows) -> list[str]:
 
 def run(domain: int, *, rates=(30, 60, 100), seconds: float = 20.0, warmup_s: float = 11.0, fps: float = 30.0,
         width: int = 640, height: int = 480, masks_per_request: int = 3, threads: int | None = None,
-        model=None, settle_s: float = 5.0, node_start_s: float = 120.0, stop: threading.Event | None = None,
+        model=None, audio_policy: str = "shift", settle_s: float = 5.0, node_start_s: float = 120.0,
+        stop: threading.Event | None = None,
         log=print) -> list[dict]:
     """Run the load test (see the module docstring); returns one dict per rate. ``stop`` ends it early
     (what has been measured is still reported)."""
     stop = stop or threading.Event()
     cmd = [sys.executable, "-m", "auditor_lite.cli", "ros", "node", "--loopback", "--domain", str(domain)]
     cmd += ["--threads", str(threads)] if threads else []
+    cmd += ["--audio-policy", audio_policy]
     cmd += ["--model", str(model)] if model else []
     node = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)     # our Ctrl-C is not the node's: we stop it ourselves

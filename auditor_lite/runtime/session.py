@@ -155,6 +155,13 @@ class ClipSession:
             self.stats["mask_calls"] += 1
         return list(raw), list(empty)
 
+    def prime(self, frame_index: int) -> None:
+        """Encode (and cache) the context of frame ``frame_index`` now, before any mask asks for it
+        (the streaming auditor's speculative context)."""
+        frame_index = check_frame_index(frame_index)
+        with self._lock:
+            self._context(frame_index)
+
     def audit_latest(self, masks) -> list[AuditResult]:
         """Audit masks of the newest frame of the window (streaming use)."""
         return self.audit(masks, NUM_FRAMES - 1)

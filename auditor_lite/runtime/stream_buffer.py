@@ -14,7 +14,9 @@ calls them under its own lock. See docs/streaming.md.
   and frames for them ignored. A frame of another size resets the grid.
 * :class:`AudioRing` keeps the last ``capacity`` samples by absolute sample index
   ``round(t * 16000)``; samples already received are never overwritten (keep first), and samples
-  never received read as zeros and are counted as missing.
+  never received read as zeros and are counted as missing. It notes when the stream passed each
+  ``mark`` (whole seconds; half seconds for the ``shift`` audio policy, whose windows end at
+  ``s + 0.5``), so a request's audio wait can be reported.
 """
 
 from __future__ import annotations
@@ -145,12 +147,12 @@ class FrameGrid:
 class AudioRing:
     """The last ``capacity`` samples of a mono 16 kHz stream by absolute sample index."""
 
-    def __init__(self, capacity: int):
-        self.capacity = int(capacity)
+    def __init__(self, capacity: int, mark: int = SAMPLE_RATE):
+        self.capacity, self.mark = int(capacity), int(mark)
         self.data = np.zeros(self.capacity, np.float32)
         self.have = np.zeros(self.capacity, bool)
         self.end: int | None = None          # one past the newest sample index written
-        self.done_at: dict[int, float] = {}  # second -> clock time the stream passed its end
+        self.done_at: dict[int, float] = {}  # mark k -> clock time the stream passed (k + 1) * mark
 
     def _spans(self, lo: int, hi: int):
         """Ring slices for absolute indices ``[lo, hi)`` (``hi - lo <= capacity``) with their
@@ -167,7 +169,7 @@ class AudioRing:
         first is kept; or older than the ring)."""
         stop = start + len(chunk)
         gap = written = 0
-        seconds = self.capacity // SAMPLE_RATE
+        marks = self.capacity // self.mark
         if self.end is None:
             self.end = start
         if stop > self.end:
@@ -175,12 +177,12 @@ class AudioRing:
             for span, _ in self._spans(max(self.end, stop - self.capacity), stop):
                 self.data[span] = 0.0
                 self.have[span] = False
-            last = stop // SAMPLE_RATE - 1                 # the last second whose end is covered
-            for s in range(max(self.end // SAMPLE_RATE, last - seconds), last + 1):
-                self.done_at[s] = now
+            last = stop // self.mark - 1                   # the last mark (second by default) covered
+            for k in range(max(self.end // self.mark, last - marks), last + 1):
+                self.done_at[k] = now
             self.end = stop
-            if len(self.done_at) > 2 * seconds + 2:
-                self.done_at = {s: v for s, v in self.done_at.items() if s >= last - seconds}
+            if len(self.done_at) > 2 * marks + 2:
+                self.done_at = {k: v for k, v in self.done_at.items() if k >= last - marks}
         lo = max(start, self.end - self.capacity)
         for span, at in self._spans(lo, stop):
             part = chunk[at - start: at - start + (span.stop - span.start)]
@@ -193,6 +195,10 @@ class AudioRing:
     def covered(self, index: int) -> bool:
         """Whether the stream has reached absolute index ``index`` (samples before it are in or missing)."""
         return self.end is not None and self.end >= index
+
+    def done_time(self, index: int, default: float) -> float:
+        """The clock time the stream reached ``index`` (a multiple of ``mark``), else ``default``."""
+        return self.done_at.get(index // self.mark - 1, default)
 
     def read(self, lo: int, hi: int) -> tuple[np.ndarray, int]:
         """Samples ``[lo, hi)`` (zeros where never received or no longer held) and how many of them
@@ -210,4 +216,4 @@ class AudioRing:
         return out, received
 
     def clear(self) -> None:
-        self.__init__(self.capacity)
+        self.__init__(self.capacity, self.mark)

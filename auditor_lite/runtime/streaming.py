@@ -3,9 +3,14 @@
 Transport-free and torch-free (numpy, the stdlib and the runtime). The producer pushes frames at
 any rate, audio chunks and the expression; requests ``submit(stamp, masks)`` never block it. A
 worker thread audits each request against the benchmark-shaped window at the request's stamp:
-the 10 grid frames of seconds ``s - 9 .. s`` (``s = floor(stamp)``; the mask's second is the key
-frame, index 9) and the 10 s of audio ``[s - 9, s + 1)``. Policies and their reasons:
-docs/streaming.md.
+the 10 grid frames of seconds ``s - 9 .. s`` (the key frame, index 9, is the mask's) and 10 s of
+audio. ``audio_policy="wait"`` (the default): ``s = floor(stamp)`` and the audio is
+``[s - 9, s + 1)``, as in training, so the request waits for the audio after its key frame.
+``audio_policy="shift"``: ``s = floor(stamp - 0.5)``, the newest second whose grid frame is
+complete at the stamp, and the audio is ``[s - 9.5, s + 0.5)``, ending at the key frame: nothing
+to wait for, at the cost of a fixed 0.5 s shift of sound against picture. Ready requests of one
+window are audited in one masks-graph call, and an idle worker encodes the newest window's context
+for the current expression before any request asks. Policies and their reasons: docs/streaming.md.
 
     with StreamingAuditor(Auditor.load(), "the barking dog", callback=print) as stream:
         stream.push_frame(t, frame); stream.push_audio(t0, chunk)      # producer, any thread
@@ -15,108 +20,55 @@ docs/streaming.md.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import queue
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass
 
 import numpy as np
 
-from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
-from auditor_lite.runtime.inputs import InputError, check_expression, check_frame, check_masks
-from auditor_lite.runtime.results import AuditResult
-from auditor_lite.runtime.stream_buffer import (GRID_OFFSET_S, AudioRing, FrameGrid, grid_time_passed,
-                                                request_second, seconds)
+from auditor_lite.data.schema import NUM_FRAMES, SAMPLE_RATE
+from auditor_lite.runtime.inputs import InputError, check_expression, check_frame
+from auditor_lite.runtime.stream_batch import KEY_INDEX, MaskOutcome, StreamRequest, StreamResult, audit_batch
+from auditor_lite.runtime.stream_buffer import GRID_OFFSET_S, AudioRing, FrameGrid, grid_time_passed, seconds
+from auditor_lite.runtime.stream_plan import WindowPlanner
 from auditor_lite.runtime.stream_prep import WindowPrep
 
-KEY_INDEX = NUM_FRAMES - 1      # the mask's frame is the newest frame of its window
+
+AUDIO_POLICIES = ("wait", "shift")
+__all__ = ["AUDIO_POLICIES", "MaskOutcome", "StreamResult", "StreamingAuditor"]
 
 
-@dataclass(frozen=True)
-class MaskOutcome:
-    """One mask of a request: its ``AuditResult`` (``index`` = its position in the request), or why not."""
-
-    mask_id: object
-    result: AuditResult | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class StreamResult:
-    """The one result of an accepted request.
-
-    ``error_code`` / ``error`` (``None`` when the window was audited): ``dropped``, ``closed``,
-    ``bad_request``, ``no_expression``, ``expression``, ``too_late``, ``future``,
-    ``too_few_frames``, ``input`` (the window was refused, e.g. silent audio), ``internal``.
-    Times in seconds: ``latency_s`` is submit -> result less the waits for data
-    (``frame_wait_s``: for the grid frame of a second not yet complete; ``audio_wait_s``: for the
-    audio up to the end of the key second); ``total_s`` includes them. ``audio_missing_s``: audio of
-    the window that never arrived (gaps, a tail that did not come in time), audited as zeros.
-    """
-
-    request_id: object
-    stamp_s: float
-    second: int | None
-    expression: str | None
-    masks: tuple[MaskOutcome, ...] = ()
-    error_code: str | None = None
-    error: str | None = None
-    key_frame_stamp_s: float | None = None
-    latency_s: float = 0.0
-    frame_wait_s: float = 0.0
-    audio_wait_s: float = 0.0
-    total_s: float = 0.0
-    audio_missing_s: float = 0.0
-    context_reused: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """The window was audited (masks may still carry their own errors)."""
-        return self.error_code is None
-
-    @property
-    def results(self) -> list[AuditResult]:
-        return [m.result for m in self.masks if m.result is not None]
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class _Request:
-    request_id: object
-    stamp: float
-    items: list                 # [(mask_id, array)]
-    expression: str | None
-    submitted: float
-    bad: str | None = None
-
-
-class StreamingAuditor:
+class StreamingAuditor(WindowPlanner):
     """See the module docstring and docs/streaming.md. Counters: :attr:`stats`."""
 
     def __init__(self, auditor, expression: str | None = None, *, max_pending: int = 64,
                  frame_wait_s: float = 2.0, audio_wait_s: float = 1.0, margin_s: int = 2,
                  audio_jitter_s: float = 0.01, grid_origin_s: float = 0.0, allow_silent: bool = False,
-                 callback=None, result_queue_size: int = 1024, session_cache: int = 4, clock=time.monotonic):
+                 callback=None, result_queue_size: int = 1024, session_cache: int = 4,
+                 audio_policy: str = "wait", speculate: bool = True, clock=time.monotonic):
         if max_pending < 1 or margin_s < 0 or session_cache < 1:
             raise ValueError("max_pending and session_cache must be >= 1, margin_s >= 0")
-        self.auditor = auditor
+        if audio_policy not in AUDIO_POLICIES:
+            raise ValueError(f"audio_policy: expected one of {', '.join(AUDIO_POLICIES)}, got {audio_policy!r}")
+        self.auditor, self.audio_policy, self.speculate = auditor, audio_policy, bool(speculate)
+        # the window of second s: its audio ends at s + 1 (wait) or at the key frame's grid time (shift)
+        self._audio_end = SAMPLE_RATE if audio_policy == "wait" else round(GRID_OFFSET_S * SAMPLE_RATE)
+        self._speculated = None             # the last window key whose context was encoded ahead
         self.max_pending, self.frame_wait_s, self.audio_wait_s = max_pending, frame_wait_s, audio_wait_s
         self.audio_jitter = round(audio_jitter_s * SAMPLE_RATE)
         self.origin, self.allow_silent, self.callback, self._clock = grid_origin_s, allow_silent, callback, clock
         self.results: queue.Queue | None = queue.Queue(result_queue_size) if result_queue_size > 0 else None
         self._frames = FrameGrid(NUM_FRAMES + margin_s)
-        self._audio = AudioRing((NUM_FRAMES + margin_s + 2) * SAMPLE_RATE)
+        self._audio = AudioRing((NUM_FRAMES + margin_s + 2) * SAMPLE_RATE,
+                                SAMPLE_RATE if audio_policy == "wait" else SAMPLE_RATE // 2)
         self._expression = None if expression is None else check_expression(expression)
         self._sessions: OrderedDict = OrderedDict()
         self._prep = WindowPrep(auditor.config.frame_size, auditor.config.cell_motion, session_cache)
         self._prep_generation = 0           # reset() bumps it: the worker then drops its prepared frames
         self._session_cache = session_cache
-        self._pending: deque[_Request] = deque()
+        self._pending: deque[StreamRequest] = deque()
         self._outbox: deque[StreamResult] = deque()
         self._unfinished = 0
         self._ids = itertools.count()
@@ -165,14 +117,15 @@ class StreamingAuditor:
             self._counts["audio_gaps"] += gap > 0
             self._counts["audio_gap_samples"] += gap
             self._counts["audio_samples_ignored"] += ignored
-            if self._pending:
-                self._cv.notify_all()
+            if self._pending or (self.speculate and self._expression):
+                self._cv.notify_all()           # a window may be complete now
 
     def set_expression(self, expression: str) -> None:
         """The expression for requests submitted from now on (a request may carry its own)."""
         text = check_expression(expression)
         with self._cv:
             self._expression = text
+            self._cv.notify_all()               # the idle worker encodes the newest window's context
 
     @property
     def expression(self) -> str | None:
@@ -185,6 +138,7 @@ class StreamingAuditor:
             self._audio.clear()
             self._sessions.clear()
             self._prep_generation += 1
+            self._speculated = None
             self._counts["resets"] += 1
 
     # ------------------------------------------------------------------ requests
@@ -212,7 +166,7 @@ class StreamingAuditor:
                 raise RuntimeError("the streaming auditor is closed")
             rid = next(self._ids) if request_id is None else request_id
             expr = expression if expression is not None else self._expression
-            self._pending.append(_Request(rid, stamp_s, items, expr, now, bad))
+            self._pending.append(StreamRequest(rid, stamp_s, items, expr, now, bad))
             self._unfinished += 1
             self._counts["accepted"] += 1
             while len(self._pending) > self.max_pending:
@@ -270,7 +224,7 @@ class StreamingAuditor:
     def _run(self) -> None:
         generation = self._prep_generation
         while True:
-            job, outbox, warm = None, [], None
+            job, outbox, warm, ahead = None, [], None, None
             with self._cv:
                 while True:
                     if self._outbox:
@@ -286,18 +240,28 @@ class StreamingAuditor:
                     warm = self._prep.due(self._frames) if self._expression or self._pending else []
                     if warm:
                         break
+                    ahead = self._speculation() if self.speculate and not self._closed else None
+                    if ahead is not None:
+                        break
                     self._cv.wait(wake)
             for result in outbox:
                 self._deliver(result)
-            if job is not None:
-                self._deliver(job if isinstance(job, StreamResult) else self._execute(job))
+            if isinstance(job, StreamResult):
+                self._deliver(job)
+            elif job is not None:
+                for result in self._execute(job):
+                    self._deliver(result)
             elif warm:
                 self._prep.warm(warm)          # idle: prepare settled frames before a request needs them
+            elif ahead is not None:
+                self._encode_ahead(ahead)      # idle: the newest window's context before a request asks
             elif not outbox:
                 return
 
     def _next_job(self, now: float):
-        """The first pending request that can be decided (removed), else ``(None, seconds to wait)``."""
+        """The first pending request that can be decided, with every other pending request ready for
+        the same window and expression (a batch: a list of plans), all removed; else ``(None,
+        seconds to wait)``."""
         deadlines = []
         for request in list(self._pending):
             try:
@@ -308,102 +272,81 @@ class StreamingAuditor:
                 deadlines.append(verdict)
                 continue
             self._pending.remove(request)
-            return verdict, None
+            if isinstance(verdict, StreamResult):
+                return verdict, None
+            batch = [verdict]
+            for other in list(self._pending):
+                try:
+                    plan = self._check(other, now)
+                except Exception:  # noqa: BLE001 -- decided on its own turn
+                    continue
+                if isinstance(plan, dict) and plan["key"] == verdict["key"]:
+                    self._pending.remove(other)
+                    batch.append(plan)
+            return batch, None
         return None, (max(0.0, min(deadlines) - now) + 1e-3 if deadlines else None)
 
-    def _check(self, r: _Request, now: float):
-        """A failure, a plan (ready to audit), or the clock time to look again."""
-        if r.bad or not r.items:
-            return self._failure(r, "bad_request", r.bad or "masks: no masks given", now)
-        try:
-            second = request_second(seconds(r.stamp) - self.origin)
-        except InputError as exc:
-            return self._failure(r, "bad_request", str(exc), now)
-        if r.expression is None:
-            return self._failure(r, "no_expression", "no expression: call set_expression or pass one", now)
-        try:
-            check_expression(r.expression)
-        except InputError as exc:
-            return self._failure(r, "expression", str(exc), now)
-        grid, end = self._frames, self._draining
-        if grid.floor is not None and second - NUM_FRAMES + 1 < grid.floor:
-            return self._failure(r, "too_late", f"too late: second {second} needs frames from second "
-                                 f"{second - NUM_FRAMES + 1}; {grid.floor_reason}", now)
-        if not grid.settled(second):
-            deadline = r.submitted + self.frame_wait_s
-            if now < deadline and not end:
-                return deadline
-            return self._failure(r, "future", f"future: no frame at or after the grid time {second + GRID_OFFSET_S:g} "
-                                 f"of second {second} within {now - r.submitted:.2f} s (newest frame stamp "
-                                 f"{grid.latest_stamp + self.origin:.3f})", now, frame_wait=now - r.submitted)
-        slots, missing = grid.window(second)
-        if missing:
-            return self._failure(r, "too_few_frames", f"too few frames: {len(slots)} of the {NUM_FRAMES} grid "
-                                 f"seconds {second - NUM_FRAMES + 1}..{second} have a frame (missing {missing})", now)
-        frames_ready = max(r.submitted, grid.settled_at.get(second, r.submitted))
-        stop = (second + 1) * SAMPLE_RATE
-        if self._audio.covered(stop):
-            audio_wait = max(0.0, self._audio.done_at.get(second, frames_ready) - frames_ready)
-        elif now < frames_ready + self.audio_wait_s and not end:
-            return frames_ready + self.audio_wait_s
-        else:
-            audio_wait = max(0.0, now - frames_ready)
-        audio, received = self._audio.read(stop - CLIP_SAMPLES, stop)
-        key = (r.expression, second, tuple(s.serial for s in slots), received)
-        return dict(request=r, second=second, slots=slots, audio=audio, missing=CLIP_SAMPLES - received,
-                    key=key, frame_wait=frames_ready - r.submitted, audio_wait=audio_wait)
+    def _session(self, key, slots, audio, expression: str):
+        """The cached ``ClipSession`` of window ``key``, or a new one (its tensors from ``WindowPrep``)."""
+        with self._cv:
+            session = self._sessions.get(key)
+            if session is not None:
+                self._sessions.move_to_end(key)
+                return session
+        prepared = self._prep.window(key[1:], slots, audio)
+        session = self.auditor.session(expression, np.stack([s.frame for s in slots]), audio,
+                                       allow_silent=self.allow_silent, prepared=prepared)
+        with self._cv:
+            self._sessions[key] = session
+            while len(self._sessions) > self._session_cache:
+                self._sessions.popitem(last=False)
+            self._counts["sessions_created"] += 1
+        return session
 
-    def _execute(self, plan: dict) -> StreamResult:
-        r, second, slots = plan["request"], plan["second"], plan["slots"]
-        waits = dict(second=second, key_frame_stamp_s=slots[-1].stamp + self.origin, frame_wait=plan["frame_wait"],
-                     audio_wait=plan["audio_wait"], audio_missing_s=plan["missing"] / SAMPLE_RATE)
+    def _encode_ahead(self, plan: dict) -> None:
+        """Speculative context: encode the window's context before a request asks for it."""
         try:
-            with self._cv:
-                session = self._sessions.get(plan["key"])
-                if session is not None:
-                    self._sessions.move_to_end(plan["key"])
-            if session is None:
-                prepared = self._prep.window(plan["key"][1:], slots, plan["audio"])
-                session = self.auditor.session(r.expression, np.stack([s.frame for s in slots]), plan["audio"],
-                                               allow_silent=self.allow_silent, prepared=prepared)
-                with self._cv:
-                    self._sessions[plan["key"]] = session
-                    while len(self._sessions) > self._session_cache:
-                        self._sessions.popitem(last=False)
-                    self._counts["sessions_created"] += 1
-            shape = slots[-1].frame.shape[:2]
-            outcomes: list = [None] * len(r.items)
-            good, stacks = [], []
-            for i, (mask_id, mask) in enumerate(r.items):
-                try:
-                    stacks.append(check_masks([mask], shape)[0])
-                    good.append(i)
-                except InputError as exc:
-                    outcomes[i] = MaskOutcome(mask_id, None, f"mask {mask_id!r} (masks[{i}]): {exc.message}")
+            session = self._session(plan["key"], plan["slots"], plan["audio"], plan["expression"])
+            encodes = session.stats["context_encodes"]
+            session.prime(KEY_INDEX)
+            self._count(context_encodes=session.stats["context_encodes"] - encodes, contexts_ahead=1)
+        except Exception:  # noqa: BLE001 -- e.g. silent audio: the requests will get the error themselves
+            self._count(contexts_ahead_failed=1)
+
+    def _execute(self, plans: list[dict]) -> list[StreamResult]:
+        """Audit a batch (plans of one window and expression): one masks-graph call for all masks."""
+        first = plans[0]
+        requests = [p["request"] for p in plans]
+        waits = [dict(second=p["second"], key_frame_stamp_s=p["slots"][-1].stamp + self.origin,
+                      frame_wait=p["frame_wait"], audio_wait=p["audio_wait"],
+                      audio_missing_s=p["missing"] / SAMPLE_RATE) for p in plans]
+        try:
+            session = self._session(first["key"], first["slots"], first["audio"], requests[0].expression)
             before = Counter(session.stats)
-            audited = session.audit(np.concatenate(stacks), KEY_INDEX) if good else []
-            for i, result in zip(good, audited):
-                outcomes[i] = MaskOutcome(r.items[i][0], dataclasses.replace(result, index=i))
+            outcomes, refused = audit_batch(session, requests, first["slots"][-1].frame.shape[:2])
             encodes = session.stats["context_encodes"] - before["context_encodes"]
-            self._count(context_encodes=encodes, context_cache_hits=session.stats["context_cache_hits"]
-                        - before["context_cache_hits"], mask_errors=len(r.items) - len(good))
-            return self._finish(r, masks=tuple(outcomes), context_reused=bool(good) and encodes == 0, **waits)
+            self._count(context_encodes=encodes, mask_errors=refused, batches=int(len(plans) > 1),
+                        batched_requests=len(plans) if len(plans) > 1 else 0,
+                        context_cache_hits=session.stats["context_cache_hits"] - before["context_cache_hits"])
+            # the batch's first request paid for an encode, if any; the others shared its context
+            return [self._finish(r, masks=o, context_reused=(encodes == 0 or j > 0) and any(x.result for x in o),
+                                 **w) for j, (r, o, w) in enumerate(zip(requests, outcomes, waits))]
         except InputError as exc:
-            return self._finish(r, error_code="input", error=str(exc), **waits)
+            return [self._finish(r, error_code="input", error=str(exc), **w) for r, w in zip(requests, waits)]
         except Exception as exc:  # noqa: BLE001 -- every request gets a result; the worker lives on
-            return self._finish(r, error_code="internal", error=repr(exc), **waits)
+            return [self._finish(r, error_code="internal", error=repr(exc), **w) for r, w in zip(requests, waits)]
 
-    def _failure(self, r: _Request, code: str, message: str, now: float, frame_wait: float = 0.0) -> StreamResult:
+    def _failure(self, r: StreamRequest, code: str, message: str, now: float, frame_wait: float = 0.0) -> StreamResult:
         return self._finish(r, error_code=code, error=message, frame_wait=frame_wait, now=now)
 
-    def _finish(self, r: _Request, frame_wait: float = 0.0, audio_wait: float = 0.0, now: float | None = None,
+    def _finish(self, r: StreamRequest, frame_wait: float = 0.0, audio_wait: float = 0.0, now: float | None = None,
                 **fields) -> StreamResult:
         total = (self._clock() if now is None else now) - r.submitted
         second = fields.pop("second", None)
         if second is None:
             with contextlib.suppress(InputError):
-                second = request_second(seconds(r.stamp) - self.origin)
-        return StreamResult(request_id=r.request_id, stamp_s=r.stamp, second=second, expression=r.expression,
+                second = self._second(seconds(r.stamp) - self.origin)
+        return StreamResult(audio_policy=self.audio_policy, request_id=r.request_id, stamp_s=r.stamp, second=second, expression=r.expression,
                             latency_s=max(0.0, total - frame_wait - audio_wait), frame_wait_s=frame_wait,
                             audio_wait_s=audio_wait, total_s=total, **fields)
 
