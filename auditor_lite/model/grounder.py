@@ -290,10 +290,34 @@ class Grounder(nn.Module):
         c = self.config
         if clip_index is not None:
             clip = {k: v.index_select(0, clip_index) for k, v in clip.items()}
-        tokens_v, s4 = clip["visual_tokens"], clip["s4"]
-        b, n, g, pos = tokens_v.shape[0], self.grid ** 2, self.grid, self.pos
-        words, pad, slots = self.encode_words(tokens, token_mask)
+        s4 = clip["s4"]
+        b, g = s4.shape[0], self.grid
+        fused = self.fuse(clip, tokens, token_mask)
+        h1, h2, coarse, slots = fused["h1"], fused["h2"], fused["coarse"], fused["slots"]
+        anchor_logits = fused["anchor_logits"]
 
+        dec = self.dec_tokens(h2).transpose(1, 2).reshape(b, c.decoder_dim, g, g)
+        dec = self.dec_mix(torch.cat([F.interpolate(dec, scale_factor=2, mode="nearest"), s4], 1))
+        fine = torch.einsum("bdhw,bd->bhw", dec, self.dec_query(slots[:, 0])) / math.sqrt(c.decoder_dim)
+        target_logits = fine + F.interpolate(coarse.reshape(b, 1, g, g), scale_factor=2,
+                                             mode="bilinear", align_corners=False)[:, 0]
+        attn = coarse.softmax(-1)
+        null_in = torch.cat([h2.mean(1), torch.einsum("bn,bnd->bd", attn, h2), slots[:, 0]], -1)
+        extra = {k: clip[k] for k in ("moved", "loudness") if k in clip}
+        return {"target_logits": target_logits, "anchor_logits": anchor_logits.reshape(b, g, g),
+                "null_logit": self.null_head(null_in)[:, 0],
+                # for the auxiliaries
+                "tokens": h1, "track": clip["track"], "audio": clip["audio"], **extra}
+
+    def fuse(self, clip: dict[str, torch.Tensor], tokens: torch.Tensor, token_mask: torch.Tensor
+             ) -> dict[str, torch.Tensor]:
+        """The expression read into the visual tokens (both fusion layers, two hops) -> the
+        fused token states ``h1``, ``h2``, the anchor logits and the coarse (16 x 16) target
+        logits. Needs only ``visual_tokens`` (and ``motion_logits``) of :meth:`encode_clip`."""
+        c = self.config
+        tokens_v = clip["visual_tokens"]
+        n, pos = self.grid ** 2, self.pos
+        words, pad, slots = self.encode_words(tokens, token_mask)
         h1 = self.fuse1(tokens_v, words, pad)
         anchor_logits = torch.einsum("bnd,bd->bn", h1, self.anchor_query(slots[:, 1])) / math.sqrt(c.width)
         p_anchor = anchor_logits.softmax(-1)
@@ -308,19 +332,7 @@ class Grounder(nn.Module):
             sounding_score = torch.stack([ml.amax(-1), ml.mean(-1)], -1)                         # (B, n, 2)
             gate = SOUND_GATE_SCALE * self.sound_gate(slots[:, 0])                              # (B, 2)
             coarse = coarse + torch.einsum("bnk,bk->bn", sounding_score, gate)
-
-        dec = self.dec_tokens(h2).transpose(1, 2).reshape(b, c.decoder_dim, g, g)
-        dec = self.dec_mix(torch.cat([F.interpolate(dec, scale_factor=2, mode="nearest"), s4], 1))
-        fine = torch.einsum("bdhw,bd->bhw", dec, self.dec_query(slots[:, 0])) / math.sqrt(c.decoder_dim)
-        target_logits = fine + F.interpolate(coarse.reshape(b, 1, g, g), scale_factor=2,
-                                             mode="bilinear", align_corners=False)[:, 0]
-        attn = coarse.softmax(-1)
-        null_in = torch.cat([h2.mean(1), torch.einsum("bn,bnd->bd", attn, h2), slots[:, 0]], -1)
-        extra = {k: clip[k] for k in ("moved", "loudness") if k in clip}
-        return {"target_logits": target_logits, "anchor_logits": anchor_logits.reshape(b, g, g),
-                "null_logit": self.null_head(null_in)[:, 0],
-                # for the auxiliaries
-                "tokens": h1, "track": clip["track"], "audio": clip["audio"], **extra}
+        return {"h1": h1, "h2": h2, "coarse": coarse, "anchor_logits": anchor_logits, "slots": slots}
 
     def motion_sounding(self, moved: torch.Tensor, loudness: torch.Tensor) -> torch.Tensor:
         """(B, K, 10, 1) tracked vibration (per token, or pooled per object), (B, 10) loudness ->
