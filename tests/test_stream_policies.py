@@ -9,24 +9,12 @@ import time
 
 import numpy as np
 import pytest
+from test_streaming import auditor, no_worker_left_running  # noqa: F401  (fixtures: the same as there)
 from test_streaming import AUDIO, EXPR, FRAMES, MASKS, TIMEOUT, feed, grid_frames, raw, results_of
 
 from auditor_lite.data.schema import SAMPLE_RATE
-from auditor_lite.runtime import Auditor
 from auditor_lite.runtime.stream_buffer import AudioRing
 from auditor_lite.runtime.streaming import StreamingAuditor
-
-
-@pytest.fixture(autouse=True)
-def no_worker_left_running():
-    yield
-    alive = [t for t in threading.enumerate() if t.name == "streaming-auditor"]
-    assert not alive, f"{len(alive)} streaming worker(s) still running after the test"
-
-
-@pytest.fixture(scope="module")
-def auditor():
-    return Auditor.load(intra_op_threads=1)
 
 
 @pytest.fixture
@@ -157,3 +145,28 @@ def test_the_wait_policy_still_speculates_once_the_audio_is_there(auditor):
         s.submit(11.3, MASKS)
         r = s.get_result(timeout=TIMEOUT)
         assert r.second == 11 and r.context_reused and r.audio_policy == "wait"
+
+
+def test_a_request_arriving_during_its_windows_speculative_encode_waits_for_it(auditor, stream, monkeypatch):
+    """The context graph runs once per window: a request that arrives while the idle worker encodes
+    its window's context ahead gets that context (no second encode), and equals the offline audit."""
+    started, release, calls = threading.Event(), threading.Event(), []
+    real = auditor.run_context
+
+    def slow_context(feed_):
+        calls.append(1)
+        started.set()
+        assert release.wait(TIMEOUT)
+        return real(feed_)
+
+    monkeypatch.setattr(auditor, "run_context", slow_context)
+    s = stream()
+    feed(s, 0, 11.7)
+    assert started.wait(TIMEOUT)                 # the speculative encode of window 11 is running
+    s.submit(11.613, MASKS)
+    time.sleep(0.05)
+    release.set()
+    r = s.get_result(timeout=TIMEOUT)
+    assert r.ok and r.second == 11 and r.context_reused
+    assert len(calls) == 1 and s.stats["context_encodes"] == 1 and s.stats["sessions_created"] == 1
+    assert raw(r) == pytest.approx([e.raw_iou for e in offline(auditor, 11)], abs=1e-4)
