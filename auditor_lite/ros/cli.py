@@ -138,9 +138,26 @@ def replay_cmd(bag: Path, out: Path, model: Path | None, storage: str | None, th
         click.echo(f"  input error: {line}", err=True)
 
 
+def _transport(transport: str, dds_options: bool) -> str:
+    """--transport: ``auto`` is rclpy when it is importable (a sourced ROS 2 workspace) and no DDS
+    option (--domain, --loopback) was given, else dds."""
+    import importlib.util
+
+    if transport == "auto":
+        return "rclpy" if not dds_options and importlib.util.find_spec("rclpy") is not None else "dds"
+    if transport == "rclpy" and importlib.util.find_spec("rclpy") is None:
+        raise click.ClickException("--transport rclpy: rclpy is not importable (source a ROS 2 installation, "
+                                   "e.g. /opt/ros/humble/setup.bash, or use --transport dds)")
+    return transport
+
+
 @ros.command("node")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="Model directory (default: the packaged model).")
+@click.option("--transport", type=click.Choice(["auto", "dds", "rclpy"]), default="auto", show_default=True,
+              help="rclpy: an rclpy node (needs a ROS 2 installation); dds: Cyclone DDS directly (no ROS 2 "
+                   "needed); auto: rclpy when it is importable and neither --domain nor --loopback is given, "
+                   "else dds.")
 @DOMAIN_OPTION
 @LOOPBACK_OPTION
 @click.option("--seconds", type=click.FloatRange(min=0.0), default=None,
@@ -148,23 +165,32 @@ def replay_cmd(bag: Path, out: Path, model: Path | None, storage: str | None, th
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
 @AUDIO_POLICY_OPTION
 @_one_line_errors
-def node_cmd(model: Path | None, domain: int | None, loopback: bool, seconds: float | None, threads: int | None,
-             audio_policy: str):
-    """Run the auditor as a ROS 2 node over DDS (docs/ros_node.md): frames, audio, expression and
-    mask requests in, one AuditResult per request out."""
+def node_cmd(model: Path | None, transport: str, domain: int | None, loopback: bool, seconds: float | None,
+             threads: int | None, audio_policy: str):
+    """Run the auditor as a ROS 2 node (docs/ros_node.md): frames, audio, expression and mask
+    requests in, one AuditResult per request out."""
     import time
 
     from auditor_lite.ros import messages
-    from auditor_lite.ros.dds_node import AuditorNode
     from auditor_lite.runtime import Auditor
 
+    transport = _transport(transport, domain is not None or loopback)
     if model is not None and not model.is_dir():
         raise click.ClickException(f"{model}: --model is not a folder")
+    if transport == "rclpy" and (domain is not None or loopback):
+        raise click.ClickException("--domain/--loopback: the rclpy transport takes $ROS_DOMAIN_ID and the "
+                                   "RMW's own configuration")
     domain = _domain(domain)
     auditor = Auditor.load(model, intra_op_threads=threads)
+    topics = ", ".join(f"{t.name} ({role})" for role, t in messages.TOPICS.items())
+    if transport == "rclpy":
+        _rclpy_node(auditor, audio_policy, seconds, topics)
+        return
+    from auditor_lite.ros.dds_node import AuditorNode
+
     with _dds_context(domain, loopback) as context:
         node = AuditorNode(auditor, context, audio_policy=audio_policy)
-        topics = ", ".join(f"{t.name} ({role})" for role, t in messages.TOPICS.items())
+        _startup(node)
         click.echo(f"auditor node on DDS domain {domain}{' (loopback)' if loopback else ''}, audio policy "
                    f"{audio_policy}: {topics}")
         started = time.monotonic()
@@ -175,8 +201,41 @@ def node_cmd(model: Path | None, domain: int | None, loopback: bool, seconds: fl
             pass
         finally:
             node.close()
-        stats = node.stats
-        click.echo("stopped: " + ", ".join(f"{k} {v}" for k, v in stats.items() if k != "stream"))
+        _stopped(node)
+
+
+def _startup(node) -> None:
+    parts = [f"graphs {node.startup['graphs_s'] * 1e3:.0f} ms"]
+    parts += [f"CDR codecs {node.startup['codecs_s'] * 1e3:.0f} ms"] if "codecs_s" in node.startup else []
+    click.echo(f"warm-up: {', '.join(parts)} (before subscribing)")
+
+
+def _stopped(node) -> None:
+    stats = node.stats
+    click.echo("stopped: " + ", ".join(f"{k} {v}" for k, v in stats.items() if k != "stream"))
+    click.echo("stream: " + ", ".join(f"{k} {v}" for k, v in sorted(stats["stream"].items())))
+
+
+def _rclpy_node(auditor, audio_policy: str, seconds: float | None, topics: str) -> None:
+    import rclpy
+
+    from auditor_lite.ros.rclpy_node import RclpyAuditorNode
+
+    rclpy.init()
+    try:
+        node = RclpyAuditorNode(auditor, audio_policy=audio_policy)
+        _startup(node)
+        click.echo(f"auditor rclpy node /{node.node.get_name()}, audio policy {audio_policy}: {topics}")
+        try:
+            node.spin(seconds)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            node.close()
+        _stopped(node)
+    finally:
+        if rclpy.ok():
+            rclpy.shutdown()
 
 
 @ros.command("play")
@@ -254,10 +313,14 @@ def echo_cmd(topic: str, count: int | None, timeout_s: float | None, out: Path, 
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="The node's ONNX Runtime threads.")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="The node's model directory.")
 @click.option("--domain", type=click.IntRange(0, 232), default=None, help="DDS domain id [a random one].")
+@click.option("--log", "request_log", type=click.Path(path_type=Path), default=None,
+              help="FILE.jsonl: one row per request (arrival after the node's start and after its window "
+                   "settled, latency, wire, waits, context reused).")
 @AUDIO_POLICY_OPTION
 @_one_line_errors
 def loadtest_cmd(rates: str, seconds: float, warmup_s: float, fps: float, size: str, per_request: int,
-                 threads: int | None, model: Path | None, domain: int | None, audio_policy: str):
+                 threads: int | None, model: Path | None, domain: int | None, request_log: Path | None,
+                 audio_policy: str):
     """Start the node, a publisher (camera, microphone, segmenter) and a recorder on loopback;
     print latency p50/p99 and drops per mask rate. Ctrl-C stops early and reports."""
     import random
@@ -276,7 +339,8 @@ def loadtest_cmd(rates: str, seconds: float, warmup_s: float, fps: float, size: 
     domain = random.SystemRandom().randrange(20, 230) if domain is None else domain
     rows = loadtest.run(domain, rates=rate_list, seconds=seconds, warmup_s=warmup_s, fps=fps, width=width,
                         height=height, masks_per_request=per_request, threads=threads, model=model,
-                        audio_policy=audio_policy, log=lambda line: click.echo(line, err=True))
+                        audio_policy=audio_policy, request_log=request_log,
+                        log=lambda line: click.echo(line, err=True))
     click.echo(f"frames {fps:g} Hz {width}x{height}, {per_request} masks a request, loopback, domain {domain}, "
                f"audio policy {audio_policy}")
     for line in loadtest.format_rows(rows):

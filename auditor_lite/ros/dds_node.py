@@ -26,8 +26,9 @@ from __future__ import annotations
 import importlib.metadata
 import threading
 import time
-from dataclasses import replace
 from functools import lru_cache
+
+import numpy as np
 
 try:
     from cyclonedds.core import Entity, GuardCondition, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
@@ -43,7 +44,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("auditor_lite.ros.dds_node needs cyclonedds: pip install cyclonedds") from exc
 
 from auditor_lite.ros import messages as m
-from auditor_lite.ros.feed import STREAM_INPUTS, feed_stream
+from auditor_lite.ros.feed import StreamNode, warm_up
 
 # The binding's low-level calls (not public API): checked against the versions tested.
 TESTED_CYCLONEDDS = ((0, 10), (11, 99))          # inclusive (major, minor) range
@@ -251,34 +252,51 @@ def _poll(predicate, timeout: float) -> bool:
 
 
 # ---------------------------------------------------------------------------- the node
-class AuditorNode:
+def warm_codecs() -> float:
+    """Serialize and deserialize one message of each of the node's topic types (rosbags builds its
+    CDR code per type on first use) and run the frame, request and result conversions once.
+    Returns the seconds it took."""
+    from auditor_lite.ros.audio import samples_to_audio
+    from auditor_lite.runtime.stream_batch import StreamResult
+
+    started = time.perf_counter()
+    mask = np.zeros((1, 8, 8), bool)
+    mask[0, 2:4, 2:4] = True
+    audio, info = samples_to_audio(np.zeros(160, np.float32), 0.0)
+    for msg in (m.array_to_image(np.zeros((8, 8, 3), np.uint8), 0.0), audio, info, m.new(m.STRING, data="x"),
+                m.make_request(0.0, mask, ["m"]), m.result_to_msg(StreamResult("warm", 0.0, None, None))):
+        back = m.deserialize(m.serialize(msg), msg.__msgtype__)
+        if back.__msgtype__ == m.IMAGE:
+            m.image_to_array(back)
+        elif back.__msgtype__ == m.MASK_REQUEST:
+            m.decode_request(back)
+    return time.perf_counter() - started
+
+
+class AuditorNode(StreamNode):
     """Subscribes to frames, audio (+ AudioInfo), the expression and mask requests on ``context``'s
     participant; audits with a ``StreamingAuditor`` (``stream_options`` go to it); publishes one
     ``AuditResult`` per request. ``topics``: ``messages.TOPICS`` or a copy with other names.
 
     Audio needs its ``AudioInfo``; until one arrives, ``default_audio_info`` is used (audio_capture's
     defaults: S16LE, 16 kHz, mono, wave). A malformed message is counted in ``stats`` (and, for a
-    request, answered with an error result); it never stops the node. ``close()`` stops the reader
-    thread, drains or cancels the auditor (``drain``) and deletes the node's DDS endpoints."""
+    request, answered with an error result); it never stops the node (``feed.StreamNode``).
+    ``close()`` stops the reader thread, drains or cancels the auditor (``drain``) and deletes the
+    node's DDS endpoints.
 
-    INPUTS = ("expression", "audio_info", "frames", "audio", "requests")
+    ``warm``: before subscribing, run the graphs once on zeros (:func:`~auditor_lite.ros.feed.warm_up`)
+    and each topic's CDR conversion once (:func:`warm_codecs`), so that the first requests do not pay
+    first-run costs; the seconds each took are in :attr:`startup`."""
 
     def __init__(self, auditor, context: DdsContext, *, topics=None, default_audio_info=None,
-                 drain: bool = True, **stream_options):
-        from auditor_lite.runtime.streaming import StreamingAuditor
-
+                 drain: bool = True, warm: bool = True, **stream_options):
+        self.startup = {"graphs_s": warm_up(auditor), "codecs_s": warm_codecs()} if warm else {}
         self.topics = dict(m.TOPICS if topics is None else topics)
         participant = context.participant
         self.readers = {k: CdrReader(participant, self.topics[k].name, self.topics[k].type, self.topics[k])
                         for k in self.INPUTS}
         results = self.topics["results"]
         self.results = CdrWriter(participant, results.name, results.type, results)
-        self.audio_info = default_audio_info or m.new(m.AUDIO_INFO, channels=1, sample_rate=16000,
-                                                      sample_format="S16LE", bitrate=256000, coding_format="wave")
-        self._requests: dict = {}
-        self._lock = threading.Lock()
-        self._counts = {f"{k}_in": 0 for k in self.INPUTS} | {"errors": 0, "results_out": 0, "publish_errors": 0}
-        self.last_error: str | None = None
         self._drain = drain
         self._waitset = WaitSet(participant)
         for reader in self.readers.values():
@@ -286,22 +304,12 @@ class AuditorNode:
         self._wake = GuardCondition(participant)
         self._waitset.attach(self._wake)
         self._stop = threading.Event()
-        self.stream = StreamingAuditor(auditor, callback=self._publish, result_queue_size=0, **stream_options)
+        self._start_stream(auditor, default_audio_info, **stream_options)
         self._thread = threading.Thread(target=self._run, name="dds-auditor-node", daemon=True)
         self._thread.start()
 
-    # ------------------------------------------------------------------ state
-    @property
-    def stats(self) -> dict:
-        with self._lock:
-            return dict(self._counts) | {"stream": self.stream.stats}
-
-    def _count(self, key: str, error: str | None = None) -> None:
-        with self._lock:
-            self._counts[key] += 1
-            if error is not None:
-                self._counts["errors"] += 1
-                self.last_error = error
+    def write_result(self, msg) -> None:
+        self.results.write(msg)
 
     # ------------------------------------------------------------------ reader thread
     def _run(self) -> None:
@@ -311,46 +319,7 @@ class AuditorNode:
                 if self._stop.is_set():
                     return
                 for data in self.readers[key].take_cdr():
-                    self._handle(key, data)
-
-    def _handle(self, key: str, data: bytes) -> None:
-        try:
-            msg = m.deserialize(data, self.readers[key].ros_type)
-        except Exception as exc:  # noqa: BLE001 - a malformed payload must not stop the node
-            self._count(f"{key}_in", f"{key}: undecodable CDR ({exc})")
-            return
-        try:
-            if key in STREAM_INPUTS:
-                self.audio_info = feed_stream(self.stream, key, msg, self.audio_info)
-            else:
-                self._submit(msg)
-            self._count(f"{key}_in")
-        except Exception as exc:  # noqa: BLE001 - InputError, ValueError: counted, never fatal
-            self._count(f"{key}_in", f"{key}: {exc}")
-
-    def _submit(self, msg) -> None:
-        decoded = m.decode_request(msg)
-        ids, masks = decoded.usable()
-        with self._lock:   # the result may come before submit returns: register under the lock
-            rid = self.stream.submit(decoded.stamp_s, masks, ids, expression=decoded.expression)
-            self._requests[rid] = decoded
-
-    # ------------------------------------------------------------------ worker thread
-    def _publish(self, result) -> None:
-        with self._lock:
-            decoded = self._requests.pop(result.request_id, None)
-        try:
-            if decoded is not None:
-                result = decoded.merge(result)
-                if decoded.request_id:
-                    result = replace(result, request_id=decoded.request_id)
-                msg = m.result_to_msg(result, stamp=decoded.stamp, frame_id=decoded.frame_id)
-            else:
-                msg = m.result_to_msg(result)
-            self.results.write(msg)
-            self._count("results_out")
-        except Exception as exc:  # noqa: BLE001
-            self._count("publish_errors", f"results: {exc}")
+                    self.handle(key, data, self.readers[key].ros_type)
 
     # ------------------------------------------------------------------ shutdown
     def close(self, timeout: float = 30.0) -> bool:

@@ -1,6 +1,7 @@
 """``auditor-lite ros loadtest``: the node under a camera, a microphone and a segmenter, on loopback.
 
-It starts the node (``auditor-lite ros node --loopback``) in its own process, and in this one a
+It starts the node (``auditor-lite ros node --transport dds --loopback``, with ``audio_policy``:
+``shift`` by default, as the node command) in its own process, and in this one a
 publisher and a recorder on the same DDS domain. The publisher streams frames (rgb8, ``fps``,
 ``width`` x ``height``, stamped with the wall clock as a camera driver does), 0.1 s audio chunks
 (S16LE 16 kHz + AudioInfo) and the expression; after ``warmup_s`` (the window's 10 s must fill)
@@ -11,9 +12,15 @@ The recorder takes the results. Per rate it reports:
   waits for the window's data: docs/streaming.md);
 - ``wire`` p50/p99: request published -> result received here, less the same waits (adds DDS,
   CDR and the node's reader thread);
-- ``wait`` p50: the data waits (the key frame's second and the audio after it);
+- ``wait`` p50: the data waits: the grid frame of the request's second and the window's audio,
+  which ends at the key frame's grid time under ``shift`` (so the wait is short or zero) and at
+  the end of the key second under ``wait`` (about 0.5 s);
 - ``dropped``: requests with no result within ``settle_s`` plus ``dropped`` error results;
   ``errors``: other error results, by code.
+
+Every request's arrival is also logged relative to the node's start and to its window's settle
+time (its grid frame and audio published here), with its latency and whether its context was
+reused; the slowest per rate are printed and ``request_log`` (``--log FILE.jsonl``) keeps all.
 
 Frames are serialized once per distinct picture and re-stamped in place (the header stamp is at a
 fixed CDR offset), requests likewise, so the publisher costs little of the 2 cores.
@@ -21,6 +28,8 @@ fixed CDR offset), requests likewise, so the publisher costs little of the 2 cor
 
 from __future__ import annotations
 
+import json
+import math
 import signal
 import struct
 import subprocess
@@ -52,16 +61,59 @@ class _Recorder:
         self.lock = threading.Lock()
         self.sent: dict[str, tuple[int, float]] = {}      # request id -> (phase, publish time)
         self.rows: list[tuple] = []                        # (phase, msg, wire seconds)
+        self.published: dict[str, float] = {}             # request id -> publish time (monotonic)
+        self.frame_at: dict[int, float] = {}              # second s -> publish time of its grid frame
+        self.audio_ends: list[tuple[float, float]] = []   # (chunk end stamp, publish time)
 
     def sent_request(self, rid: str, phase: int) -> None:
         with self.lock:
             self.sent[rid] = (phase, time.monotonic())
+            self.published[rid] = self.sent[rid][1]
+
+    def sent_frame(self, stamp: float, now: float) -> None:
+        """The first frame at or after the grid time ``s + 0.5`` settles second ``s``'s frame."""
+        self.frame_at.setdefault(math.floor(stamp - 0.5), now)
 
     def take(self, msg, now: float) -> None:
         with self.lock:
             phase, sent = self.sent.pop(msg.request_id, (None, now))
         if phase is not None:
             self.rows.append((phase, msg, now - sent))
+
+    def settled(self, second: int, audio_end_s: float) -> float | None:
+        """When the window of ``second`` was complete here: its grid frame and its audio up to
+        ``second + audio_end_s`` published (monotonic time), or ``None`` if unknown."""
+        frame = self.frame_at.get(second)
+        audio = next((t for end, t in self.audio_ends if end >= second + audio_end_s - 1e-3), None)
+        return None if frame is None or audio is None else max(frame, audio)
+
+    def request_log(self, rates, node_started: float, audio_policy: str) -> list[dict]:
+        """One row per answered request: its arrival relative to the node's start and to its
+        window's settle time, its latencies and waits (ms), ``context_reused``, ``error_code``."""
+        audio_end = 1.0 if audio_policy == "wait" else 0.5
+        rows = []
+        for phase, msg, wire in self.rows:
+            sent = self.published.get(msg.request_id)
+            settled = self.settled(int(msg.second), audio_end) if sent is not None else None
+            rows.append(dict(request_id=msg.request_id, masks_per_s=rates[phase], second=int(msg.second),
+                             since_node_start_s=None if sent is None else round(sent - node_started, 3),
+                             since_settle_ms=None if settled is None else round((sent - settled) * 1e3, 1),
+                             latency_ms=round(msg.latency_s * 1e3, 2), wire_ms=round(wire * 1e3, 2),
+                             wait_ms=round((msg.frame_wait_s + msg.audio_wait_s) * 1e3, 2),
+                             context_reused=bool(msg.context_reused), error_code=msg.error_code))
+        return rows
+
+
+def outliers(rows, n: int = 5) -> list[str]:
+    """The ``n`` slowest requests per rate (``latency_ms``), with their arrival times."""
+    lines = []
+    for rate in dict.fromkeys(r["masks_per_s"] for r in rows):
+        top = sorted((r for r in rows if r["masks_per_s"] == rate and not r["error_code"]),
+                     key=lambda r: -r["latency_ms"])[:n]
+        lines += [f"  {rate:g} masks/s: {r['request_id']} latency {r['latency_ms']:.1f} ms, wire {r['wire_ms']:.1f} ms, "
+                  f"{r['since_node_start_s']} s after node start, {r['since_settle_ms']} ms after its window "
+                  f"settled, context {'reused' if r['context_reused'] else 'encoded'}" for r in top]
+    return lines
 
 
 def _percentiles(values) -> str:
@@ -98,15 +150,16 @@ def format_rows(rows) -> list[str]:
 def run(domain: int, *, rates=(30, 60, 100), seconds: float = 20.0, warmup_s: float = 11.0, fps: float = 30.0,
         width: int = 640, height: int = 480, masks_per_request: int = 3, threads: int | None = None,
         model=None, audio_policy: str = "shift", settle_s: float = 5.0, node_start_s: float = 120.0,
-        stop: threading.Event | None = None,
-        log=print) -> list[dict]:
+        stop: threading.Event | None = None, request_log=None, log=print) -> list[dict]:
     """Run the load test (see the module docstring); returns one dict per rate. ``stop`` ends it early
-    (what has been measured is still reported)."""
+    (what has been measured is still reported). ``request_log``: a JSONL path for one row per request
+    (:meth:`_Recorder.request_log`); the slowest requests per rate are logged in any case."""
     stop = stop or threading.Event()
-    cmd = [sys.executable, "-m", "auditor_lite.cli", "ros", "node", "--loopback", "--domain", str(domain)]
+    cmd = [sys.executable, "-m", "auditor_lite.cli", "ros", "node", "--transport", "dds", "--loopback", "--domain", str(domain)]
     cmd += ["--threads", str(threads)] if threads else []
     cmd += ["--audio-policy", audio_policy]
     cmd += ["--model", str(model)] if model else []
+    node_started = time.monotonic()
     node = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)     # our Ctrl-C is not the node's: we stop it ourselves
     recorder, published = _Recorder(), Counter()
@@ -120,6 +173,7 @@ def run(domain: int, *, rates=(30, 60, 100), seconds: float = 20.0, warmup_s: fl
                 log(f"loadtest: node pid {node.pid} on DDS domain {domain} (loopback); waiting for it")
                 if not (w["requests"].wait_matched(1, node_start_s) and results.wait_matched(1, node_start_s)):
                     raise TimeoutError(f"loadtest: the node did not subscribe within {node_start_s:g} s")
+                log(f"loadtest: the node subscribed {time.monotonic() - node_started:.1f} s after its start")
                 rx = threading.Thread(target=_receive, args=(results, recorder, stop), daemon=True)
                 rx.start()
                 try:
@@ -145,8 +199,15 @@ def run(domain: int, *, rates=(30, 60, 100), seconds: float = 20.0, warmup_s: fl
             node.kill()
             out, _ = node.communicate()
         for line in (out or "").splitlines():
-            if line.startswith("stopped:"):
+            if line.startswith(("stopped:", "stream:", "warm-up:")):
                 log("node " + line)
+    rows = recorder.request_log(rates, node_started, audio_policy)
+    if request_log is not None:
+        with open(request_log, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(row) + "\n" for row in rows)
+    log("loadtest: slowest requests (node latency):")
+    for line in outliers(rows):
+        log(line)
     return summarize(recorder, rates, published)
 
 
@@ -199,10 +260,12 @@ def _publish(w, recorder, published, rates, seconds, warmup_s, fps, width, heigh
         if t_next == t_frame:
             last_frame = epoch + start + t_frame
             w["frames"].write_cdr(_stamped(pictures[n_frame % len(pictures)], last_frame))
+            recorder.sent_frame(last_frame, time.monotonic())
             n_frame += 1
         elif t_next == t_audio:
             audio, _ = samples_to_audio(wave, epoch + start + n_audio * CHUNK_S)
             w["audio"].write(audio)
+            recorder.audio_ends.append((epoch + start + (n_audio + 1) * CHUNK_S, time.monotonic()))
             n_audio += 1
         else:
             rid = f"r{phase}{n_req:0{ID_WIDTH - 2}d}"

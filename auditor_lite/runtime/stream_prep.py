@@ -8,13 +8,16 @@ context graph is fed is therefore mostly work already done for the previous wind
 * each pair of consecutive grid frames' cell flows (``motion.cell_flows`` of the two frames:
   every step of it is per cell and pair, so the pair alone gives the clip's numbers), keyed by
   the two serials; ``motion.motion_from_flows`` turns the window's nine pairs into ``cell_motion``;
+* the frames part of a window (the stacked frames tensor and ``cell_motion``), keyed by its ten
+  serials: it does not depend on the audio, so it is built when the window's frames settle;
 * the window's tensors themselves (frames, log-mel, cell motion), keyed by the window (second,
   serials, audio samples received), so another expression on the same window runs only the
   context graph.
 
 So a new window costs one frame resize, one pair of flows, the log-mel and the stacking, instead
-of ten resizes and nine pairs; the worker prepares a settled frame when it is idle, before any
-request needs it. Only the worker thread calls this class (no lock). docs/streaming.md section 3.
+of ten resizes and nine pairs; the worker prepares a settled frame, and the frames part of the
+newest window, when it is idle, before any request needs them: what is left when the window's
+audio completes is the log-mel (about 2 ms) and the context graph. Only the worker thread calls this class (no lock). docs/streaming.md section 3.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ class WindowPrep:
         self._frames: dict[int, np.ndarray] = {}                  # serial -> (3, S, S) float32
         self._pairs: dict[tuple[int, int], tuple] = {}            # (serial, serial) -> (flow, residual)
         self._window: OrderedDict = OrderedDict()                 # window key -> prepared dict
-        self.stats = {"frames_prepared": 0, "pairs_prepared": 0, "windows_prepared": 0, "windows_reused": 0}
+        self._clips: OrderedDict = OrderedDict()                  # slot serials -> frames part
+        self.stats = {"frames_prepared": 0, "pairs_prepared": 0, "clips_prepared": 0, "windows_prepared": 0,
+                      "windows_reused": 0}
 
     def frame(self, slot) -> np.ndarray:
         tensor = self._frames.get(slot.serial)
@@ -59,12 +64,15 @@ class WindowPrep:
         return flows
 
     def warm(self, slots) -> None:
-        """Prepare ``slots`` (consecutive grid seconds, oldest first) and their pairs ahead of need."""
+        """Prepare ``slots`` (consecutive grid seconds, oldest first) and their pairs ahead of need;
+        for a whole window (ten slots), also its frames part (:meth:`clip`)."""
         for slot in slots:
             self.frame(slot)
         if self.motion:
             for first, second in zip(slots, slots[1:]):
                 self.pair(first, second)
+        if len(slots) == NUM_FRAMES:
+            self.clip(slots)
 
     def due(self, grid) -> list:
         """The settled slots of ``grid`` (a ``FrameGrid``) of the newest window when some are not
@@ -74,11 +82,30 @@ class WindowPrep:
         last = math.floor(grid.latest_stamp - GRID_OFFSET_S)
         slots = [grid.slots[t] for t in range(last - NUM_FRAMES + 1, last + 1) if t in grid.slots]
         pairs = zip(slots, slots[1:]) if self.motion else ()
-        if all(s.serial in self._frames for s in slots) and all((a.serial, b.serial) in self._pairs
-                                                                 for a, b in pairs):
+        if (all(s.serial in self._frames for s in slots)
+                and all((a.serial, b.serial) in self._pairs for a, b in pairs)
+                and (len(slots) < NUM_FRAMES or tuple(s.serial for s in slots) in self._clips)):
             return []
         self.prune(s.serial for s in grid.slots.values())
         return slots
+
+    def clip(self, slots) -> dict[str, np.ndarray]:
+        """The frames part of a window's tensors (``frames`` and ``cell_motion``): it depends on the
+        ten slots only, so the idle worker builds it when the window's frames have settled, before
+        its audio is complete; keyed by the slots' serials."""
+        key = tuple(s.serial for s in slots)
+        part = self._clips.get(key)
+        if part is None:
+            part = {"frames": np.stack([self.frame(s) for s in slots])[None]}
+            if self.motion:
+                flows = [self.pair(a, b) for a, b in zip(slots, slots[1:])]
+                part["cell_motion"] = motion_from_flows(np.concatenate([f for f, _ in flows], 1),
+                                                        np.concatenate([r for _, r in flows], 1))[None]
+            self._clips[key] = part
+            while len(self._clips) > self.windows:
+                self._clips.popitem(last=False)
+            self.stats["clips_prepared"] += 1
+        return part
 
     def window(self, key, slots, audio: np.ndarray) -> dict[str, np.ndarray]:
         """The context graph's clip tensors of the window ``slots`` (its ten grid frames) with the
@@ -89,12 +116,7 @@ class WindowPrep:
             self.stats["windows_reused"] += 1
             return prepared
         wave = prepare_audio(audio, SAMPLE_RATE)
-        prepared = {"frames": np.stack([self.frame(s) for s in slots])[None], "audio": wave,
-                    "log_mel": log_mel(wave[0])[None]}
-        if self.motion:
-            flows = [self.pair(a, b) for a, b in zip(slots, slots[1:])]
-            prepared["cell_motion"] = motion_from_flows(np.concatenate([f for f, _ in flows], 1),
-                                                        np.concatenate([r for _, r in flows], 1))[None]
+        prepared = dict(self.clip(slots), audio=wave, log_mel=log_mel(wave[0])[None])
         self._window[key] = prepared
         while len(self._window) > self.windows:
             self._window.popitem(last=False)
@@ -113,3 +135,4 @@ class WindowPrep:
         self._frames.clear()
         self._pairs.clear()
         self._window.clear()
+        self._clips.clear()
