@@ -103,6 +103,14 @@ def made_bag(tmp_path_factory):
     return out
 
 
+def test_sample_bag_writes_the_bundled_clip_like_make_bag(made_bag, tmp_path):
+    out = tmp_path / "sample"
+    res = CliRunner().invoke(ros, ["sample-bag", str(out)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in made_bag.iterdir())
+    assert "masks at frame" in res.output
+
+
 WAIT = ["--audio-policy", "wait"]      # the clip's own window (the command's default, shift, ends it 0.5 s early)
 
 

@@ -103,6 +103,17 @@ def make_bag(clip_dir: Path, out: Path, storage: str | None, fps: float, chunk_s
                f"{clip.frame_index}")
 
 
+@ros.command("sample-bag")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--storage", type=click.Choice(STORAGE_CHOICES), default=None,
+              help="Bag storage (default: mcap for a name ending .mcap, else sqlite3).")
+def sample_bag(out: Path, storage: str | None):
+    """Write a bag of the bundled sample clip to OUT (`make-bag --clip` of the sample, 10 fps)."""
+    from auditor_lite.audit_cli import SAMPLE_CLIP
+
+    make_bag.callback(SAMPLE_CLIP, out, storage, 10.0, 0.1)
+
+
 @ros.command("replay")
 @click.option("--bag", "bag", type=click.Path(path_type=Path), required=True, help="Bag to audit.")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True,
