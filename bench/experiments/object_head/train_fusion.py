@@ -19,6 +19,7 @@ ap.add_argument('--batch', type=int, default=64)
 ap.add_argument('--lr', type=float, default=5e-4)
 ap.add_argument('--threads', type=int, default=2)
 ap.add_argument('--val-every', type=float, default=5)
+ap.add_argument('--null-weight', type=float, default=NULL_WEIGHT)
 args = ap.parse_args()
 torch.set_num_threads(args.threads); torch.manual_seed(0); rng = np.random.default_rng(0)
 out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
@@ -121,7 +122,7 @@ while time.time() - t0 < budget:
         fa = fr.gather(1, (a + 1).clamp(min=0)[:, None, None].expand(-1, 1, fr.shape[-1]))[:, 0]
         pa = f['anchor_logits'].softmax(-1)
         L['anchor'] = -(torch.log((pa * fa).sum(1) + 1e-4) * ha).sum() / ha.sum()
-    L['null'] = F.binary_cross_entropy_with_logits(null, (~has).float(), pos_weight=torch.tensor(NULL_WEIGHT))
+    L['null'] = F.binary_cross_entropy_with_logits(null, (~has).float(), pos_weight=torch.tensor(args.null_weight))
     tot = sum(L.values()); opt.zero_grad(); tot.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); step += 1
     if step % 100 == 0:
