@@ -30,11 +30,11 @@ from auditor_lite.ros import bags, loadtest  # noqa: E402
 from auditor_lite.ros import dds_node as dn  # noqa: E402
 from auditor_lite.ros import messages as m  # noqa: E402
 from auditor_lite.ros.cli import ros  # noqa: E402
+from test_ros_bags import made_bag  # noqa: E402,F401  (the sample clip's bag fixture, the same as there)
 
 pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_CLIP = ROOT / "auditor_lite" / "assets" / "sample_clip"
 T = m.TOPICS
 TIMEOUT = 120.0
 
@@ -48,14 +48,6 @@ def cli(*args) -> list[str]:
 
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
-@pytest.fixture(scope="module")
-def made_bag(tmp_path_factory):
-    out = tmp_path_factory.mktemp("live") / "sample"
-    res = CliRunner().invoke(ros, ["make-bag", "--clip", str(SAMPLE_CLIP), "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    return out
 
 
 def comparable(record: dict) -> dict:
