@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 READ_CPUS = 0.25        # CPUs a read task asks for
+ACTOR_START_TIMEOUT_S = 600   # an actor pool not up after this fails with Ray's 'Timed out while starting actors'
 ACTOR_SHARE = 0.75      # share of the cluster's CPUs the actors ask for together
 LOCAL_OBJECT_STORE = 1 << 30   # bytes: a local cluster's object store (clips in flight, not the dataset)
 
@@ -118,6 +119,9 @@ def run_ray(pending, out, *, model_dir, precision, threads, workers, address, me
             def __init__(self):
                 super().__init__(*args)
 
+        # Dispatch only once every actor has its model loaded: otherwise the first actor up takes
+        # every block of a short run while the others are still starting, and they sit idle.
+        ray.data.DataContext.get_current().wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
         dataset = dataset.map_batches(
             Auditor, batch_size=size, batch_format="pyarrow", num_cpus=actor_cpus,
             compute=ray.data.ActorPoolStrategy(size=workers))
