@@ -4,10 +4,9 @@ features cached by cache_feats.py, scored on the coarse 16 x 16 map, several epo
 full step-by-step training sees one. Step 0 validates the shipped weights on the same criterion."""
 import sys, time, json, math, argparse, numpy as np, torch, torch.nn.functional as F
 from pathlib import Path
-sys.path[:0] = [str(Path(__file__).resolve().parents[3])]
-from collections import defaultdict
-from auditor_lite.training.grounding_data import GroundingSet
+sys.path[:0] = [str(Path(__file__).resolve().parents[3]), str(Path(__file__).resolve().parent)]
 from auditor_lite.training.grounding_train import load_grounder, referent_report, NULL_WEIGHT
+from cached import load_cached
 
 ap = argparse.ArgumentParser()
 ap.add_argument('--data', default='runs/.grounding_cache/bench18k-train-train-547a50d10c0912fa')
@@ -23,32 +22,10 @@ ap.add_argument('--null-weight', type=float, default=NULL_WEIGHT)
 args = ap.parse_args()
 torch.set_num_threads(args.threads); torch.manual_seed(0); rng = np.random.default_rng(0)
 out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-root = Path(args.data)
-data = GroundingSet(root, {p.stem: np.load(p, mmap_mode='r') for p in root.glob('*.npy')},
-                    json.loads((root / 'meta.json').read_text()))
-feats = Path(args.feats)
-jobs = np.load(feats / 'jobs.npy')
-VT = torch.from_numpy(np.load(feats / 'tokens.npy'))
-ML = torch.from_numpy(np.load(feats / 'motion_logits.npy'))
-FR = torch.from_numpy(np.load(feats / 'frac16.npy'))
-job_of, silent_of = {}, {}
-for j, (c, k, m, s) in enumerate(jobs.tolist()):
-    (silent_of if s else job_of)[(c, k, m)] = j
-clip, kfid, mel = data.clip[:], data.kfid[:], data.mel_row[:]
-E = len(clip)
-ej = np.array([job_of.get((int(clip[e]), int(kfid[e]), int(mel[e])), -1) for e in range(E)])
-es = np.array([silent_of.get((int(clip[e]), int(kfid[e]), int(mel[e])), -1) for e in range(E)])
-held_v = set((Path(args.grounder) / 'heldout_vids.txt').read_text().split())
-held = np.array([v in held_v for v in data.meta['vids']])[clip]
-extra = np.array(data.meta.get('extra', [False] * E), bool)
-needs_audio = np.array(data.meta['needs_audio'], bool)
-target = data.target[:].astype(np.int64); anchor = data.anchor[:].astype(np.int64)
-area = FR[np.maximum(ej, 0)].float().sum(-1).numpy()
-vis_t = np.where(target >= 0, area[np.arange(E), np.clip(target + 1, 0, 6)] >= 0.3, True)
-train_rows = np.nonzero(~held & (ej >= 0) & vis_t)[0]
-val_rows = np.nonzero(held & ~extra & (ej >= 0))[0]
-own = (~extra[train_rows]).sum(); rep = max(1, round(len(train_rows) / max(own, 1)))
-nulls = train_rows[target[train_rows] < 0]
+C = load_cached(args.data, args.feats, Path(args.grounder) / 'heldout_vids.txt')
+data, VT, ML, FR, ej, es = C.data, C.VT, C.ML, C.FR, C.ej, C.es
+needs_audio, target, anchor, train_rows, val_rows = C.needs_audio, C.target, C.anchor, C.train_rows, C.val_rows
+nulls, rep = C.nulls, C.null_repeat
 pool = np.concatenate([train_rows] + [nulls] * (rep - 1))
 model = load_grounder(args.grounder).train()
 for p in model.parameters():

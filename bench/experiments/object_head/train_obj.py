@@ -2,12 +2,11 @@
 import sys, time, json, math, argparse, numpy as np, torch, torch.nn.functional as F
 from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parents[3]), str(Path(__file__).resolve().parent)]
-from pathlib import Path
 from scipy.optimize import linear_sum_assignment
-from auditor_lite.training.grounding_data import GroundingSet
 from auditor_lite.training.grounding_train import name_vectors, referent_report
 from auditor_lite.training.grounding_batches import silenced_positives
 from model import ObjectHead, ObjectHeadConfig
+from cached import load_cached
 
 ap = argparse.ArgumentParser()
 ap.add_argument('--data', default='runs/.grounding_cache/bench18k-train-train-547a50d10c0912fa')
@@ -25,38 +24,12 @@ ap.add_argument('--init', default='')
 args = ap.parse_args()
 torch.set_num_threads(args.threads); torch.manual_seed(0); rng = np.random.default_rng(0)
 out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-root = Path(args.data)
-data = GroundingSet(root, {p.stem: np.load(p, mmap_mode='r') for p in root.glob('*.npy')},
-                    json.loads((root / 'meta.json').read_text()))
-feats = Path(args.feats)
-jobs = np.load(feats / 'jobs.npy')
-if args.limit_jobs: jobs = jobs[:args.limit_jobs]
-n_done = len(jobs)
-VT = torch.from_numpy(np.load(feats / 'tokens.npy', mmap_mode='r')[:n_done].copy())
-ML = torch.from_numpy(np.load(feats / 'motion_logits.npy', mmap_mode='r')[:n_done].copy())
-FR = torch.from_numpy(np.load(feats / 'frac16.npy', mmap_mode='r')[:n_done].copy())
-job_of, silent_of = {}, {}
-for j, (c, k, m, s) in enumerate(jobs.tolist()):
-    (silent_of if s else job_of)[(c, k, m)] = j
-clip, kfid, mel = data.clip[:], data.kfid[:], data.mel_row[:]
-E = len(clip)
-ej = np.array([job_of.get((int(clip[e]), int(kfid[e]), int(mel[e])), -1) for e in range(E)])
-es = np.array([silent_of.get((int(clip[e]), int(kfid[e]), int(mel[e])), -1) for e in range(E)])
-vids = np.array(data.meta['vids']); held_v = set(Path(args.heldout).read_text().split())
-held = np.array([v in held_v for v in vids])[clip]
-extra = np.array(data.meta.get('extra', [False] * E), bool)
-needs_audio = np.array(data.meta['needs_audio'], bool)
-target = data.target[:].astype(np.int64); anchor = data.anchor[:].astype(np.int64)
+C = load_cached(args.data, args.feats, args.heldout, args.limit_jobs)
+data, VT, ML, FR, ej, es = C.data, C.VT, C.ML, C.FR, C.ej, C.es
+needs_audio, target, anchor, train_rows, val_rows = C.needs_audio, C.target, C.anchor, C.train_rows, C.val_rows
+nulls, rep, n_done = C.nulls, C.null_repeat, len(C.jobs)
 tok_all = data.tokens; tmask_all = data.token_mask
-# visible target on the key frame (token coverage >= 0.3) or null
-area = FR[np.maximum(ej, 0)].float().sum(-1).numpy()   # (E, 7)
-vis_t = np.where(target >= 0, area[np.arange(E), np.clip(target + 1, 0, 6)] >= 0.3, True)
-train_rows = np.nonzero(~held & (ej >= 0) & vis_t)[0]
-val_rows = np.nonzero(held & ~extra & (ej >= 0))[0]
 print('train', len(train_rows), 'val', len(val_rows), 'jobs', n_done, flush=True)
-# keep the benchmark's null share: repeat null rows
-own = (~extra[train_rows]).sum(); rep = max(1, round(len(train_rows) / max(own, 1)))
-nulls = train_rows[target[train_rows] < 0]
 from collections import defaultdict
 _g = defaultdict(list)
 for e in train_rows: _g[int(ej[e])].append(int(e))
@@ -152,12 +125,12 @@ def losses(model, rows, jobs_u, inv, silent_mask):
     if (apos >= 0).any():
         L['anchor'] = F.cross_entropy(ch['anchor'][apos >= 0], apos[apos >= 0])
     desc = objs['descriptor'][bi, qi]
-    cats = torch.from_numpy(data.category[clip[rows[bi.numpy()]], gi.numpy()].astype(np.int64))
+    cats = torch.from_numpy(data.category[data.clip[rows[bi.numpy()]], gi.numpy()].astype(np.int64))
     okc = cats >= 0
     if okc.any():
         emb = F.normalize(model.aux_category(desc[okc]), dim=-1)
         L['category'] = 0.5 * F.cross_entropy(emb @ names.T / 0.1, cats[okc])
-    snd = torch.from_numpy(data.sounding[clip[rows[bi.numpy()]], gi.numpy()].astype(np.float32))
+    snd = torch.from_numpy(data.sounding[data.clip[rows[bi.numpy()]], gi.numpy()].astype(np.float32))
     oks = (snd[:, 0] >= 0) & ~torch.from_numpy(silent_mask[bi.numpy()]) & torch.from_numpy(target[rows[bi.numpy()]] >= 0)
     if oks.any():
         L['sounding'] = 0.5 * F.binary_cross_entropy_with_logits(model.aux_sounding(desc[oks]), snd[oks].clamp(min=0))
