@@ -112,7 +112,8 @@ def main() -> None:
                 paths[name] = work / f"{graph}.{name}.onnx"
                 quantize(pre, paths[name], ranges, ops, float_outputs)
             sessions = {name: session(p, args.threads) for name, p in paths.items()}
-            feed = {k: v for k, v in feeds[graph].items() if k in {i.name for i in sessions["fp32"].get_inputs()}}
+            names = {i.name for i in sessions["fp32"].get_inputs()}
+            feed = {k: v for k, v in feeds[graph].items() if k in names}
             reference = sessions["fp32"].run(None, feed)
             times = {name: [] for name in sessions}
             for _ in range(5):

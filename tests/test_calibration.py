@@ -139,6 +139,45 @@ def test_a_tensorrt_flavour_added_to_a_cpu_int8_directory_keeps_the_cpu_default(
     assert manifest.data["int8"]["gate"]["passed"] and "int8_trt" in manifest.data
 
 
+def test_products_of_two_activations_stay_float(exported):
+    """A MatMul of two activations (attention probabilities times values) is not quantized: in the
+    QDQ graph no MatMul reads two DequantizeLinear nodes that both dequantize a QuantizeLinear."""
+    from auditor_lite.calibration.quantize import activation_products
+
+    out, report = exported["cpu"]
+    for graph in GRAPHS:
+        model = _model(out, f"{graph}.int8-cpu.onnx")
+        producer = {o: n for n in model.graph.node for o in n.output}
+
+        def quantized_activation(tensor):
+            dq = producer.get(tensor)
+            return dq is not None and dq.op_type == "DequantizeLinear" and \
+                getattr(producer.get(dq.input[0]), "op_type", None) == "QuantizeLinear"
+
+        both = [n.name for n in model.graph.node
+                if n.op_type == "MatMul" and all(quantized_activation(i) for i in n.input[:2])]
+        assert both == [], f"{graph}: activation x activation MatMuls quantized: {both}"
+        products = activation_products(_model(out, f"{graph}.onnx"))
+        assert set(products) <= set(report[graph]["excluded"]) or not products, graph
+
+
+def test_context_only_int8_keeps_the_masks_graph_fp32(model_dir, bench, tmp_path):
+    from auditor_lite.runtime.auditor import Auditor
+
+    out = tmp_path / "context-only"
+    report = grounded_int8.int8_grounded(model_dir, bench, out, expressions=2, graphs=("context",),
+                                         run_gate=False, log=lambda *_: None)
+    manifest = load_manifest(out)
+    assert manifest.graphs["masks"] == {"fp32": "masks.onnx", "int8-cpu": "masks.onnx"}
+    assert manifest.graphs["context"]["int8-cpu"] == "context.int8-cpu.onnx"
+    assert not (out / "masks.int8-cpu.onnx").exists() and report["masks"]["float"]
+    assert not (out / "calibration" / "ranges.masks.int8-cpu.json").exists()
+    int8, fp32 = (Auditor.load(out, precision=p, intra_op_threads=1) for p in ("int8-cpu", "fp32"))
+    assert int8.graphs["masks"].path == fp32.graphs["masks"].path
+    with pytest.raises(ValueError, match="graphs"):
+        grounded_int8.int8_grounded(model_dir, bench, tmp_path / "bad", graphs=("scorer",), log=lambda *_: None)
+
+
 # ------------------------------------------------------------------------------------ the gate
 def _table(iou_true, types, actions) -> GroundTruthTable:
     n = len(iou_true)

@@ -33,6 +33,9 @@ def _echo(text: str) -> None:
               help="Train-split expressions to calibrate on (their clips' contexts and candidate masks).")
 @click.option("--flavour", type=click.Choice(["cpu", "trt"]), default="cpu", show_default=True,
               help="cpu: U8 activations / S8 per-channel weights; trt: symmetric S8/S8, float bias.")
+@click.option("--graphs", type=click.Choice(["context", "masks"]), multiple=True, default=("context", "masks"),
+              show_default=True, help="Graphs to quantize (repeat the option); the others stay FP32 under the "
+              "INT8 precision (the FP32 file serves both).")
 @click.option("--gate/--no-gate", "run_gate", default=True, show_default=True,
               help="Install INT8 only if it stays within the RMSE / F2 tolerances of FP32.")
 @click.option("--gate-split", type=click.Choice(["test_s", "test_u"]), default="test_s", show_default=True)
@@ -44,7 +47,7 @@ def _echo(text: str) -> None:
               help="Gate: allowed drop of macro F2-M and F2-A, in points.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model directory at --out.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def int8(model, bench, out, method, expressions, flavour, run_gate, gate_split, gate_expressions,
+def int8(model, bench, out, method, expressions, flavour, graphs, run_gate, gate_split, gate_expressions,
          max_rmse_increase, max_f2_drop, overwrite, quiet):
     """Quantize a model directory's graphs to INT8 (QDQ) and gate their accuracy against FP32."""
     from auditor_lite.calibration.grounded_int8 import int8_grounded
@@ -52,7 +55,7 @@ def int8(model, bench, out, method, expressions, flavour, run_gate, gate_split, 
 
     try:
         report = int8_grounded(model, bench, out, expressions=expressions, flavour=flavour, method=method,
-                               overwrite=overwrite, run_gate=run_gate, gate_split=gate_split,
+                               graphs=graphs, overwrite=overwrite, run_gate=run_gate, gate_split=gate_split,
                                gate_expressions=gate_expressions, max_rmse_increase=max_rmse_increase,
                                max_f2_drop=max_f2_drop, progress=not quiet, log=_echo)
     except GateFailed as exc:

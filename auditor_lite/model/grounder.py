@@ -256,15 +256,17 @@ class Grounder(nn.Module):
         pos = self.pos
         q = self.track_query(torch.cat([s8, coord_channels(b, g, x.device)], 1)).flatten(2).transpose(1, 2)
         k = self.track_key(tf)                                             # (B, 10, 256, d)
-        scores = torch.einsum("bqd,btkd->btqk", q, k) / math.sqrt(c.track_dim) \
+        # batched matmuls rather than einsum, here and below: the exported graph then runs MatMul
+        # (fused with the transposes and the scale) instead of Einsum: 8.4 -> 7.1 ms a context call
+        scores = q.unsqueeze(1) @ k.transpose(-1, -2) / math.sqrt(c.track_dim) \
             - F.softplus(self.track_distance) * self.dist
         attention = scores.softmax(-1)
-        track = torch.einsum("btqk,btkd->bqtd", attention, tf)             # (B, 256, 10, d)
+        track = (attention @ tf).transpose(1, 2)                            # (B, 256, 10, d)
         seconds = self.log_mel_seconds(log_mel)
         audio = self.encode_audio(seconds)                                 # (B, 10, a)
         clip = {"s4": s4, "track": track, "audio": audio}
         if c.cell_motion:   # each frame's cell motion, carried to the key-frame tokens by the tracker
-            moved = torch.einsum("btqk,btkf->bqtf", attention, cell_motion[..., :1])   # (B, 256, 10, 1)
+            moved = (attention @ cell_motion[..., :1]).transpose(1, 2)         # (B, 256, 10, 1)
             loudness = seconds.mean((1, 3))                       # (B, 10): each second's mean level
             clip.update(moved=moved, loudness=loudness, motion_logits=self.motion_sounding(moved, loudness))
         av = (self.av_visual(track) * audio.unsqueeze(1)).mean(2)         # (B, 256, a)
@@ -298,11 +300,12 @@ class Grounder(nn.Module):
 
         dec = self.dec_tokens(h2).transpose(1, 2).reshape(b, c.decoder_dim, g, g)
         dec = self.dec_mix(torch.cat([F.interpolate(dec, scale_factor=2, mode="nearest"), s4], 1))
-        fine = torch.einsum("bdhw,bd->bhw", dec, self.dec_query(slots[:, 0])) / math.sqrt(c.decoder_dim)
+        fine = (self.dec_query(slots[:, 0]).unsqueeze(1) @ dec.flatten(2)).reshape(b, 2 * g, 2 * g) \
+            / math.sqrt(c.decoder_dim)
         target_logits = fine + F.interpolate(coarse.reshape(b, 1, g, g), scale_factor=2,
                                              mode="bilinear", align_corners=False)[:, 0]
         attn = coarse.softmax(-1)
-        null_in = torch.cat([h2.mean(1), torch.einsum("bn,bnd->bd", attn, h2), slots[:, 0]], -1)
+        null_in = torch.cat([h2.mean(1), (attn.unsqueeze(1) @ h2)[:, 0], slots[:, 0]], -1)
         extra = {k: clip[k] for k in ("moved", "loudness") if k in clip}
         return {"target_logits": target_logits, "anchor_logits": anchor_logits.reshape(b, g, g),
                 "null_logit": self.null_head(null_in)[:, 0],
@@ -319,19 +322,19 @@ class Grounder(nn.Module):
         n, pos = self.grid ** 2, self.pos
         words, pad, slots = self.encode_words(tokens, token_mask)
         h1 = self.fuse1(tokens_v, words, pad)
-        anchor_logits = torch.einsum("bnd,bd->bn", h1, self.anchor_query(slots[:, 1])) / math.sqrt(c.width)
+        anchor_logits = (h1 @ self.anchor_query(slots[:, 1]).unsqueeze(-1))[..., 0] / math.sqrt(c.width)
         p_anchor = anchor_logits.softmax(-1)
-        centroid = torch.einsum("bn,nc->bc", p_anchor, pos)
-        anchor_feat = torch.einsum("bn,bnd->bd", p_anchor, h1)
+        centroid = p_anchor @ pos
+        anchor_feat = (p_anchor.unsqueeze(1) @ h1)[:, 0]
         hop = torch.cat([pos.unsqueeze(0) - centroid.unsqueeze(1), p_anchor.unsqueeze(-1) * 16,
                          anchor_feat.unsqueeze(1).expand(-1, n, -1)], -1)
         h2 = self.fuse2(h1 + self.hop_in(hop), words, pad)
-        coarse = torch.einsum("bnd,bd->bn", h2, self.target_query(slots[:, 0])) / math.sqrt(c.width)
+        coarse = (h2 @ self.target_query(slots[:, 0]).unsqueeze(-1))[..., 0] / math.sqrt(c.width)
         if c.cell_motion:
             ml = clip["motion_logits"]
             sounding_score = torch.stack([ml.amax(-1), ml.mean(-1)], -1)                         # (B, n, 2)
             gate = SOUND_GATE_SCALE * self.sound_gate(slots[:, 0])                              # (B, 2)
-            coarse = coarse + torch.einsum("bnk,bk->bn", sounding_score, gate)
+            coarse = coarse + (sounding_score @ gate.unsqueeze(-1))[..., 0]
         return {"h1": h1, "h2": h2, "coarse": coarse, "anchor_logits": anchor_logits, "slots": slots}
 
     def motion_sounding(self, moved: torch.Tensor, loudness: torch.Tensor) -> torch.Tensor:
