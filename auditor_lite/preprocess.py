@@ -7,8 +7,10 @@ Definitions (the model was trained on exactly these; change them only with a ret
 * Resizing: area averaging (each output pixel is the mean of the input area it covers, like
   OpenCV's ``INTER_AREA``), the same for frames, key frame and masks. Images are squashed to a
   square (no crop, no letterbox): frames and masks are resized the same way, so they stay aligned.
-  The model inputs are resized on integers (:mod:`auditor_lite.resize`: exact, and 8x faster at
-  720p than the float :func:`area_resize`, which stays for float images).
+  The model inputs are resized on integers (:mod:`auditor_lite.resize`: exact area means, the
+  same numbers bit for bit on its reference and its fast route, which is the one used here; the
+  float :func:`area_resize` stays for float images). ``threads`` shares a clip's frames or masks
+  over that many threads (the runtime passes its graphs' thread count: ``Auditor.preprocess_threads``).
 * Masks: boolean ``(H, W)``; after area resizing a pixel is inside when at least
   :data:`MASK_THRESHOLD` of its area was inside (so an unchanged size is an exact copy).
 * Audio: float32 mono at :data:`SAMPLE_RATE`; zero-padded at the end or cut to :data:`CLIP_SAMPLES`.
@@ -32,7 +34,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
-from auditor_lite.resize import area_mean_uint8, mask_coverage_at_least
+from auditor_lite.resize import area_means, masks_inside
 
 PIXEL_SCALE = 1.0 / 255.0
 MASK_THRESHOLD = 0.5
@@ -111,13 +113,19 @@ def _rgb_uint8(name: str, array, ndim: int) -> np.ndarray:
     return array
 
 
-def prepare_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """uint8 ``(10, H, W, 3)`` clip frames -> float32 ``(1, 10, 3, size, size)`` in [0, 1]."""
-    frames = _rgb_uint8("frames", frames, 4)
-    if frames.shape[0] != NUM_FRAMES:
-        raise ValueError(f"frames: expected {NUM_FRAMES} frames, got {frames.shape[0]}")
-    x = area_mean_uint8(frames, size, size) * np.float32(PIXEL_SCALE)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)[None])
+def prepare_frames(frames: np.ndarray | Sequence[np.ndarray], size: int, *, threads: int | None = 1) -> np.ndarray:
+    """uint8 ``(10, H, W, 3)`` clip frames (or a sequence of 10 ``(H, W, 3)`` frames, which saves
+    stacking them) -> float32 ``(1, 10, 3, size, size)`` in [0, 1]; ``threads``: module docstring."""
+    if isinstance(frames, np.ndarray):
+        frames = _rgb_uint8("frames", frames, 4)
+    else:
+        frames = [_rgb_uint8("frames", frame, 3) for frame in frames]
+        if len({frame.shape for frame in frames}) > 1:
+            raise ValueError(f"frames: all frames must have the same size, got {sorted({f.shape for f in frames})}")
+    if len(frames) != NUM_FRAMES:
+        raise ValueError(f"frames: expected {NUM_FRAMES} frames, got {len(frames)}")
+    x = area_means(frames, size, size, threads=threads, scale=PIXEL_SCALE, channels_first=True)
+    return x[None]
 
 
 def prepare_key_frame(frame: np.ndarray, size: int) -> np.ndarray:
@@ -126,12 +134,12 @@ def prepare_key_frame(frame: np.ndarray, size: int) -> np.ndarray:
     In image mode this is the clip's key frame; in video mode, the frame being audited.
     """
     frame = _rgb_uint8("key_frame", frame, 3)
-    x = area_mean_uint8(frame, size, size) * np.float32(PIXEL_SCALE)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    return area_means(frame[None], size, size, scale=PIXEL_SCALE, channels_first=True)
 
 
-def prepare_masks(masks: np.ndarray | Sequence[np.ndarray], size: int) -> np.ndarray:
-    """Boolean masks ``(N, H, W)`` (or a list of ``(H, W)``) -> float32 ``(N, 1, size, size)`` in {0, 1}."""
+def prepare_masks(masks: np.ndarray | Sequence[np.ndarray], size: int, *, threads: int | None = 1) -> np.ndarray:
+    """Boolean masks ``(N, H, W)`` (or a list of ``(H, W)``) -> float32 ``(N, 1, size, size)`` in {0, 1};
+    ``threads``: module docstring."""
     if isinstance(masks, np.ndarray):
         stack = masks[None] if masks.ndim == 2 else masks
     else:
@@ -143,7 +151,7 @@ def prepare_masks(masks: np.ndarray | Sequence[np.ndarray], size: int) -> np.nda
         stack = np.stack([np.asarray(m) for m in masks])
     if stack.ndim != 3 or stack.shape[0] == 0:
         raise ValueError(f"masks: expected (N, H, W) or (H, W) masks, got shape {np.shape(masks)}")
-    inside = mask_coverage_at_least(stack.astype(bool, copy=False), size, size, MASK_THRESHOLD)
+    inside = masks_inside(stack.astype(bool, copy=False), size, size, MASK_THRESHOLD, threads=threads)
     return inside.astype(np.float32)[:, None]
 
 

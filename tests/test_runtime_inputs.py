@@ -63,6 +63,14 @@ def test_masks_accept_bool_01_0255_and_report_empty_ones():
     assert single.shape == (1, 16, 16)
 
 
+def test_a_bool_mask_stack_of_the_frames_size_is_taken_without_a_copy():
+    masks = np.zeros((3, 16, 16), bool)
+    masks[0, 1:4, 1:4] = True
+    masks[2].view(np.uint8)[5, 5] = 255                  # a non-canonical byte still counts as set
+    stack, empty = check_masks(masks, (16, 16))
+    assert stack is masks and empty == [1]
+
+
 @pytest.mark.parametrize("masks,pattern", [
     ([], "^masks: no masks given"),
     ("mask.png", "^masks: expected an array or a list"),
@@ -369,6 +377,24 @@ def test_resampling_removes_what_16k_cannot_hold():
     np.testing.assert_array_equal(resample(same, 16000, 16000), same.astype(np.float32))
     with pytest.raises(ValueError, match="1-D"):
         resample(np.zeros((2, 10)), 44100, 16000)
+
+
+def test_the_session_resizes_over_the_graphs_threads_with_the_same_numbers(auditor, monkeypatch):
+    import os
+
+    from auditor_lite.preprocess import prepare_frames, prepare_masks
+
+    assert auditor.preprocess_threads == 1                     # loaded with intra_op_threads=1
+    for configured, expected in [(64, os.cpu_count()), (None, os.cpu_count()), (2, min(2, os.cpu_count()))]:
+        monkeypatch.setattr(auditor.backend_impl, "intra_op_threads", configured)
+        assert auditor.preprocess_threads == expected
+    rng = np.random.default_rng(7)
+    frames = rng.integers(0, 256, (10, 720, 1280, 3), dtype=np.uint8)
+    session = auditor.session("the dog", frames, VOICE)
+    assert session._threads == min(2, os.cpu_count())
+    np.testing.assert_array_equal(session._inputs()["frames"], prepare_frames(frames, 128))
+    masks = rng.random((4, 720, 1280)) > 0.5
+    np.testing.assert_array_equal(prepare_masks(masks, 128, threads=session._threads), prepare_masks(masks, 128))
 
 
 @pytest.mark.parametrize("height,width", [(96, 96), (128, 128), (200, 300), (720, 1280)])

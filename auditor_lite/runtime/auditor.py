@@ -15,10 +15,13 @@ number of threads: ONNX Runtime sessions are thread-safe, the text cache is lock
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from auditor_lite.data.schema import SAMPLE_RATE
 from auditor_lite.graph_io import CONTEXT_OUTPUT, HEAD_OUTPUTS
+from auditor_lite.resize import worker_count
 from auditor_lite.runtime.backends import Backend, OnnxRuntimeBackend
 from auditor_lite.runtime.model_dir import (AUDITOR_GRAPHS, DEFAULT_MODEL_DIR, PRECISIONS,  # noqa: F401
                                             ModelDirectory, ModelNotFoundError, resolve_model_dir)
@@ -78,6 +81,16 @@ class Auditor:
         graph = backend.open(path, precision, fingerprint)
         model.check_graph(name, precision, graph.input_specs(), graph.output_specs())
         return graph
+
+    @property
+    def preprocess_threads(self) -> int:
+        """Threads a session resizes a clip's frames and masks with: the backend's intra-op threads
+        (ONNX Runtime's default: the CPUs), at most ``os.cpu_count()``; 1 for a backend that does
+        not say. Preprocessing runs before the graphs in the same call, never alongside them, and
+        ONNX Runtime's threads do not spin between runs here (backends.py), so the two do not
+        oversubscribe the cores."""
+        threads = getattr(self.backend_impl, "intra_op_threads", 1)
+        return worker_count(threads or os.cpu_count())
 
     # ------------------------------------------------------------------ running graphs
     def calibrate(self, raw_iou: np.ndarray, predicted_types=None):

@@ -150,7 +150,12 @@ def check_masks(masks, frame_shape: tuple[int, int]) -> tuple[np.ndarray, list[i
     """Candidate masks as bool ``(N, H, W)`` and the indices of the empty ones.
 
     ``frame_shape`` is the (H, W) of the frame the masks belong to; every mask must match it.
+    A bool ``(N, H, W)`` array of that size is returned as it is (stacking a copy of 13 masks
+    costs 1 ms at 720p, 3 ms at 1080p); nothing downstream writes to it.
     """
+    if (isinstance(masks, np.ndarray) and masks.dtype == bool and masks.ndim == 3 and len(masks)
+            and masks.shape[1:] == tuple(frame_shape)):
+        return masks, [i for i in range(len(masks)) if not masks[i].any()]
     if isinstance(masks, np.ndarray):
         items = [masks] if masks.ndim == 2 else list(masks) if masks.ndim == 3 else None
         if items is None:

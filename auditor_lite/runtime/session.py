@@ -57,6 +57,8 @@ class ClipSession:
         self._prepared: dict[str, np.ndarray] = {}      # frames and audio tensors of the window
         self._key_frames: dict[int, np.ndarray] = {}   # key-frame tensors by frame index
         self.stats: Counter = Counter()
+        # threads for resizing frames and masks: the graphs' (they run after it, never alongside)
+        self._threads = getattr(auditor, "preprocess_threads", 1)
         if frames is not None:
             self._frames.extend(check_frames(frames))
         if audio is not None:
@@ -128,7 +130,9 @@ class ClipSession:
                                  "frames a clip needs; push more frames first")
             audio = check_audio(self._audio, SAMPLE_RATE, allow_silent=self.allow_silent)
             cfg = self.auditor.config
-            self._prepared["frames"] = prepare_frames(np.stack(self._frames), cfg.frame_size)
+            # the window's frames as they are (no stacked copy), resized over the graphs' threads
+            self._prepared["frames"] = prepare_frames(list(self._frames), cfg.frame_size,
+                                                      threads=self._threads)
             self._prepared["audio"] = prepare_audio(audio, SAMPLE_RATE)
             self._prepared["log_mel"] = log_mel(self._prepared["audio"][0])[None]
             if cfg.cell_motion:    # once per window: it does not depend on the audited frame
@@ -149,7 +153,7 @@ class ClipSession:
         frame_index = check_frame_index(frame_index)
         with self._lock:
             stack, empty = check_masks(masks, self.frame_shape)
-            mask_tensor = prepare_masks(stack, self.auditor.config.key_size)
+            mask_tensor = prepare_masks(stack, self.auditor.config.key_size, threads=self._threads)
             context = self._context(frame_index)
             raw = self.auditor.run_masks(context, mask_tensor, self.key_frame(frame_index))
             self.stats["mask_calls"] += 1
