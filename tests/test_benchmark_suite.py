@@ -214,6 +214,13 @@ def test_suite_report_and_outputs(model_dir, tmp_path):
     assert report["machine"]["threads"] == 1 and report["options"]["interleaved"]
     assert [c["precision"] for c in report["cold_start"]] == ["fp32", "int8-cpu"]
     assert all(c["load_ms"] > 0 and c["first_result_ms"] > 0 for c in report["cold_start"])
+    limits = report["limits"]
+    assert limits["gemm"]["fp32_gflops"] > 0 and limits["gemm"]["int8_gops"] > 0 and limits["peak_rss_mb"] > 10
+    real = limits["real_resolution"]
+    assert real["size"] == [720, 1280] and real["masks"] == 13 and real["variant"] == "ort int8-cpu fused"
+    stages = {s["stage"]: s["ms"] for s in real["stages"]}
+    assert real["preprocess_ms"] == pytest.approx(real["total_ms"] - stages["graph: context"] - stages["graph: masks"])
+    assert 0 < real["preprocess_share"] < 1
 
     paths = write_outputs(report, tmp_path / "out")
     assert [p.name for p in paths] == ["bench.json", "bench.md", "bench.png"]
@@ -221,6 +228,7 @@ def test_suite_report_and_outputs(model_dir, tmp_path):
     assert saved["latency"][0]["p50_ms"] == report["latency"][0]["p50_ms"]
     markdown = paths[1].read_text()
     assert "| ort int8-cpu naive | 13 |" in markdown and "Where the time goes" in markdown and "Cold start" in markdown
+    assert "Machine limits in this run" in markdown and "A 720p-class call" in markdown
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -252,3 +260,19 @@ def test_cli(model_dir, tmp_path):
     assert missing.exit_code == 1 and "nowhere" in missing.output and "Traceback" not in missing.output
     no_clip = runner.invoke(bench, ["--model", str(model_dir), "--clip", str(tmp_path), "--no-plot"])
     assert no_clip.exit_code == 1 and "truth.json" in no_clip.output
+
+
+def test_upscaled_clip_keeps_the_content(clip):
+    from auditor_lite.benchmark.limits import upscaled
+
+    big = upscaled(clip, 720, 1280)
+    assert big.frames.shape[1:3] == (720, 1280) and big.masks[0].shape == (720, 1280)
+    assert big.frames.dtype == np.uint8 and big.masks[0].dtype == bool
+    h, w = clip.frames.shape[1:3]
+    # nearest neighbour: output pixel (y, x) is input pixel (y * h // 720, x * w // 1280)
+    for y, x in ((0, 0), (719, 1279), (360, 17), (5, 640)):
+        assert big.frames[3, y, x].tolist() == clip.frames[3, y * h // 720, x * w // 1280].tolist()
+        assert big.masks[0][y, x] == clip.masks[0][y * h // 720, x * w // 1280]
+    # and the area resize back to the clip's size gives the clip's own masks
+    from auditor_lite.preprocess import prepare_masks
+    assert np.array_equal(prepare_masks(big.masks, h)[:, 0] > 0.5, np.stack(clip.masks))

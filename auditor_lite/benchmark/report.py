@@ -110,8 +110,30 @@ def cold_table(report: dict):
             ["precision", "ort cache", "load ms", "first result ms", "second result ms"], rows)
 
 
+def limits_tables(report: dict) -> list:
+    limits = report.get("limits") or {}
+    out = []
+    gemm = limits.get("gemm")
+    if gemm:
+        rows = [["FP32 MatMul", f"{gemm['size']}^3", _num(gemm["fp32_gflops"], ".1f") + " GFLOP/s"],
+                ["INT8 MatMulInteger (U8 x S8)", f"{gemm['size']}^3", _num(gemm["int8_gops"], ".1f") + " GOP/s"],
+                ["peak RSS of this process", "-", _num(limits.get("peak_rss_mb"), ".0f") + " MB"]]
+        out.append((f"Machine limits in this run (ONNX Runtime, {gemm['threads']} threads, best of {gemm['repeats']})",
+                    ["what", "size", "measured"], rows))
+    real = limits.get("real_resolution")
+    if real:
+        rows = [[s["stage"], _num(s["ms"], ".2f"), _num(100 * s["share"], ".1f") + "%"] for s in real["stages"]]
+        rows.append(["all but the graphs (preprocessing and glue)", _num(real["preprocess_ms"], ".2f"),
+                     _num(100 * real["preprocess_share"], ".1f") + "%"])
+        h, w = real["size"]
+        out.append((f"A {h}p-class call ({w}x{h}, the bench clip upscaled): {real['variant']} @{real['masks']} masks "
+                    f"(mean {real['total_ms']:.2f} ms over {real['calls']} calls)", ["stage", "ms", "share"], rows))
+    return out
+
+
 def all_tables(report: dict) -> list:
-    tables = [goals_table(report), latency_table(report), speedup_table(report), cold_table(report),
+    tables = [goals_table(report), latency_table(report), speedup_table(report), *limits_tables(report),
+              cold_table(report),
               text_table(report), sizes_table(report), accuracy_table(report), *stage_tables(report)]
     return [t for t in tables if t is not None]
 

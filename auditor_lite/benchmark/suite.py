@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from auditor_lite.benchmark.limits import peak_rss_mb
 from auditor_lite.benchmark.timing import LatencyStats, machine_info, percentile, time_interleaved
 from auditor_lite.benchmark.variants import (CPU, CPU_PRECISIONS, LAYOUTS, SAMPLE_CLIP, build_variants,
                                              load_clip)
@@ -275,9 +276,25 @@ def run_suite(options: BenchOptions) -> dict:
         "cold_start": cold,
     }
     report["profile"] = profiles(variants, clip, options, threads)
+    report["limits"] = machine_limits(variants, clip, options, threads)
     report["accuracy"] = _accuracy(variants, options, threads, notes)
     report["goals"] = evaluate_goals(rows, GOAL_MASKS)
     report["notes"] = notes + timing_notes
     report["machine"]["load_average_1m_end"] = machine_info(threads).get("load_average_1m")
     report["seconds"] = time.perf_counter() - started
+    report["limits"]["peak_rss_mb"] = peak_rss_mb()
     return report
+
+
+def machine_limits(variants, clip, options: BenchOptions, threads: int) -> dict:
+    """GEMM peaks in this run, the graphs' achieved rate against them, and the 720p call's
+    preprocessing share (auditor_lite.benchmark.limits)."""
+    from auditor_lite.benchmark.limits import gemm_peaks, real_resolution_breakdown
+
+    options.log("GEMM peaks and the 720p breakdown")
+    limits = {"gemm": gemm_peaks(threads)}
+    fused = [v for v in variants if v.layout == "fused" and v.engine.endswith("cpu")]
+    fused = next((v for v in fused if v.precision == "int8-cpu"), fused[0] if fused else None)
+    if fused is not None:
+        limits["real_resolution"] = real_resolution_breakdown(fused, clip, repeats=options.profile_repeats)
+    return limits
