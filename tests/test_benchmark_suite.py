@@ -221,6 +221,12 @@ def test_suite_report_and_outputs(model_dir, tmp_path):
     stages = {s["stage"]: s["ms"] for s in real["stages"]}
     assert real["preprocess_ms"] == pytest.approx(real["total_ms"] - stages["graph: context"] - stages["graph: masks"])
     assert 0 < real["preprocess_share"] < 1
+    from auditor_lite.benchmark.report import achieved_rates
+
+    rates = achieved_rates(report)
+    assert {r["graph"] for r in rates} == {"context.onnx", "masks.onnx", "context.int8-cpu.onnx", "masks.int8-cpu.onnx"}
+    assert all(r["gflop"] > 0 and r["gflops"] > 0 and 0 < r["of_peak"] for r in rates)
+    assert {r["peak"] for r in rates if ".int8" in r["graph"]} == {"INT8"}
 
     paths = write_outputs(report, tmp_path / "out")
     assert [p.name for p in paths] == ["bench.json", "bench.md", "bench.png"]
@@ -276,3 +282,13 @@ def test_upscaled_clip_keeps_the_content(clip):
     # and the area resize back to the clip's size gives the clip's own masks
     from auditor_lite.preprocess import prepare_masks
     assert np.array_equal(prepare_masks(big.masks, h)[:, 0] > 0.5, np.stack(clip.masks))
+
+
+def test_multiply_adds_by_hand():
+    from auditor_lite.benchmark.profile import _macs
+
+    assert _macs("MatMul", [[2, 10, 256, 32], [2, 10, 32, 256]], [2, 10, 256, 256]) == 2 * 10 * 256 * 256 * 32
+    assert _macs("Gemm", [[24, 384], [96]], [24, 96]) == 24 * 96 * 384                  # B prepacked: not listed
+    assert _macs("Conv", [[1, 8, 128, 128], [24, 8, 3, 3], [24]], [1, 24, 64, 64]) == 24 * 64 * 64 * 8 * 9
+    assert _macs("Conv", [[1, 8, 128, 128]], [1, 24, 64, 64]) == 0                     # no weights: unknown
+    assert _macs("Relu", [[4, 4]], [4, 4]) == 0

@@ -22,6 +22,8 @@ from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 # Functions ClipSession calls, by the name it imported them under -> the stage they time.
 SESSION_STAGES = {
     "check_frames": "input checks", "check_frame": "input checks", "check_audio": "input checks",
@@ -134,6 +136,44 @@ def aggregate_ops(events: list[dict], skip_runs: int = 0) -> dict:
             "kernel_ms": total / 1e3 / len(kept), "ops": ops, "heaviest_nodes": heaviest}
 
 
+def _macs(op: str, inputs: list, output: list) -> int:
+    """Multiply-adds of one MatMul / Gemm / Conv node from its profiled shapes (0 otherwise)."""
+    if op not in ("MatMul", "Gemm", "Conv") or not inputs or not output:
+        return 0
+    out = int(np.prod(output))
+    if op == "Conv":            # weights (Cout, Cin / groups, kh, kw): each output sums Cin/g*kh*kw
+        return out * int(np.prod(inputs[1][1:])) if len(inputs) > 1 else 0
+    return out * int(inputs[0][-1])           # A (..., M, K) as exported (no transposed A here)
+
+
+def graph_gflop(graph_path, feed: dict, providers=("CPUExecutionProvider",)) -> float:
+    """GFLOP of one run of ``graph_path`` on ``feed``: 2 x the multiply-adds of its MatMul, Gemm and
+    Conv nodes (elementwise ops not counted), read from ONNX Runtime's profile of the graph run
+    without optimisation, so its nodes are the exported ones with the shapes of this feed. A QDQ
+    graph counts its float-shaped products the same way (the arithmetic its integer kernels do)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory(prefix="auditor-lite-flops-") as scratch:
+        options.profile_file_prefix = str(Path(scratch) / "ort")
+        session = ort.InferenceSession(str(graph_path), options, providers=list(providers))
+        session.run(None, feed)
+        events = _profile_events(Path(session.end_profiling()))
+    macs = 0
+    for event in events:
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
+            continue
+        args = event.get("args", {})
+        shapes = [next(iter(t.values())) for t in args.get("input_type_shape", [])]
+        output = [next(iter(t.values())) for t in args.get("output_type_shape", [])]
+        macs += _macs(args.get("op_name", ""), shapes, output[0] if output else [])
+    return 2.0 * macs / 1e9
+
+
 def op_profile(graph_path, feed: dict, threads: int, runs: int = 20, warmup: int = 3,
                providers=("CPUExecutionProvider",)) -> dict:
     """ONNX Runtime's profiler on ``graph_path`` (session options as the runtime sets them)."""
@@ -154,4 +194,5 @@ def op_profile(graph_path, feed: dict, threads: int, runs: int = 20, warmup: int
             session.run(None, feed)
         report = aggregate_ops(_profile_events(Path(session.end_profiling())), skip_runs=warmup)
     report["graph"] = Path(graph_path).name
+    report["gflop"] = graph_gflop(graph_path, feed, providers)
     return report

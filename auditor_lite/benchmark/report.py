@@ -110,6 +110,28 @@ def cold_table(report: dict):
             ["precision", "ort cache", "load ms", "first result ms", "second result ms"], rows)
 
 
+def achieved_rates(report: dict) -> list[dict]:
+    """Each profiled graph's GFLOP (MatMul, Gemm, Conv) over its mean time in the un-profiled stage
+    breakdown of the same variant and mask count, against this run's GEMM peak of its arithmetic."""
+    gemm = (report.get("limits") or {}).get("gemm")
+    if not gemm:
+        return []
+    stage_ms = {(b["variant"], b["masks"], s["stage"]): s["ms"] for b in report["profile"]["stages"]
+                for s in b["stages"]}
+    out = []
+    for p in report["profile"]["ops"]:
+        variant, graph = p["variant"].split(" (")[0], p["graph"].split(".")[0]
+        ms = stage_ms.get((variant, p["masks"], f"graph: {graph}"))
+        if not ms or not p.get("gflop"):
+            continue
+        int8 = ".int8" in p["graph"]
+        peak = gemm["int8_gops"] if int8 else gemm["fp32_gflops"]
+        gflops = p["gflop"] / (ms / 1e3)
+        out.append({"graph": p["graph"], "variant": variant, "masks": p["masks"], "gflop": p["gflop"], "ms": ms,
+                    "gflops": gflops, "peak": "INT8" if int8 else "FP32", "of_peak": gflops / peak})
+    return out
+
+
 def limits_tables(report: dict) -> list:
     limits = report.get("limits") or {}
     out = []
@@ -118,6 +140,9 @@ def limits_tables(report: dict) -> list:
         rows = [["FP32 MatMul", f"{gemm['size']}^3", _num(gemm["fp32_gflops"], ".1f") + " GFLOP/s"],
                 ["INT8 MatMulInteger (U8 x S8)", f"{gemm['size']}^3", _num(gemm["int8_gops"], ".1f") + " GOP/s"],
                 ["peak RSS of this process", "-", _num(limits.get("peak_rss_mb"), ".0f") + " MB"]]
+        rows += [[f"{a['graph']} ({a['variant']}), achieved", f"{a['gflop']:.3f} GFLOP in {a['ms']:.2f} ms",
+                  f"{a['gflops']:.1f} GFLOP/s = {100 * a['of_peak']:.0f}% of the {a['peak']} peak"]
+                 for a in achieved_rates(report)]
         out.append((f"Machine limits in this run (ONNX Runtime, {gemm['threads']} threads, best of {gemm['repeats']})",
                     ["what", "size", "measured"], rows))
     real = limits.get("real_resolution")
