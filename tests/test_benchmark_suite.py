@@ -292,3 +292,22 @@ def test_multiply_adds_by_hand():
     assert _macs("Conv", [[1, 8, 128, 128], [24, 8, 3, 3], [24]], [1, 24, 64, 64]) == 24 * 64 * 64 * 8 * 9
     assert _macs("Conv", [[1, 8, 128, 128]], [1, 24, 64, 64]) == 0                     # no weights: unknown
     assert _macs("Relu", [[4, 4]], [4, 4]) == 0
+
+
+GPU_SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_bench.sh"
+
+
+@pytest.mark.skipif(__import__("shutil").which("nvidia-smi") is not None,
+                    reason="a GPU machine: the script would build its environment and benchmark for minutes")
+def test_gpu_bench_script_skips_cleanly_without_a_gpu(tmp_path):
+    import os
+    import subprocess
+
+    venv = tmp_path / "venv"
+    env = {**os.environ, "AUDITOR_GPU_VENV": str(venv)}
+    done = subprocess.run(["bash", str(GPU_SCRIPT), str(tmp_path / "out")], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("skipped: no NVIDIA GPU") and not venv.exists()
+    assert not (tmp_path / "out").exists()
+    assert subprocess.run(["bash", "-n", str(GPU_SCRIPT)]).returncode == 0
