@@ -41,13 +41,12 @@ and with its RGB -> RGBX conversion it is slower here (22 ms for 720p frames, 44
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from math import gcd
 
 import numpy as np
+
+from auditor_lite.parallel import in_shares, worker_count
 
 
 @lru_cache(maxsize=64)
@@ -231,45 +230,11 @@ def _column_sums(rows: np.ndarray, n_out: int, channels: int, float_dtype) -> tu
     return out, p
 
 
-# A thread pool per process and size (a pool inherited through fork has no threads).
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def worker_count(threads: int | None) -> int:
-    """``threads`` clipped to ``1 .. os.cpu_count()``."""
-    return max(1, min(int(threads or 1), os.cpu_count() or 1))
-
-
 def _in_parallel(work, count: int, threads: int | None, nbytes: int) -> None:
-    """``work(start, stop)`` over ``range(count)`` in up to ``threads`` contiguous shares: the calling
-    thread takes the first, a shared pool of ``threads - 1`` workers the others, and then any share
-    no worker has started yet (so concurrent callers never wait behind each other's queued shares,
-    and at most ``threads - 1`` pool threads run besides the callers). Inputs under
-    ``PARALLEL_MIN_BYTES`` (``nbytes``) stay on the calling thread."""
-    shares = min(worker_count(threads), count) if nbytes >= PARALLEL_MIN_BYTES else 1
-    if shares <= 1:
-        work(0, count)
-        return
-    bounds = [count * i // shares for i in range(shares + 1)]
-    with _POOLS_LOCK:
-        key = (os.getpid(), shares - 1)
-        pool = _POOLS.get(key)
-        if pool is None:
-            pool = _POOLS[key] = ThreadPoolExecutor(shares - 1, thread_name_prefix="auditor-resize")
-    futures = [(pool.submit(work, bounds[i], bounds[i + 1]), i) for i in range(1, shares)]
-    try:
-        work(bounds[0], bounds[1])
-    except BaseException:
-        for future, _ in futures:                   # no share outlives the call
-            if not future.cancel():
-                future.exception()
-        raise
-    for future, i in futures:
-        if future.cancel():                         # not started: the calling thread does it
-            work(bounds[i], bounds[i + 1])
-        else:
-            future.result()
+    """``work(start, stop)`` over ``range(count)`` in up to ``threads`` contiguous shares
+    (:func:`auditor_lite.parallel.in_shares`); inputs under ``PARALLEL_MIN_BYTES`` (``nbytes``) stay
+    on the calling thread (a hand-off costs more)."""
+    in_shares(work, count, worker_count(threads) if nbytes >= PARALLEL_MIN_BYTES else 1)
 
 
 def _items(images, ndim: int, what: str) -> tuple[list | np.ndarray, tuple]:

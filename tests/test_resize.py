@@ -3,14 +3,12 @@ route against the exact one (bit for bit), at real video sizes, odd sizes and ov
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
 
 from auditor_lite import preprocess
-from auditor_lite.resize import (area_mean_uint8, area_means, area_sums, mask_coverage_at_least, masks_inside,
-                                 worker_count)
+from auditor_lite.resize import area_mean_uint8, area_means, area_sums, mask_coverage_at_least, masks_inside
 
 
 def reference_area_mean(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -183,12 +181,6 @@ def test_prepare_functions_take_lists_and_threads_with_the_same_numbers():
     masks = structured_masks(481, 643)
     np.testing.assert_array_equal(preprocess.prepare_masks(masks, 128, threads=2),
                                   mask_coverage_at_least(masks, 128, 128).astype(np.float32)[:, None])
-
-
-def test_worker_count_never_exceeds_the_cpus():
-    cpus = os.cpu_count() or 1
-    assert worker_count(None) == 1 and worker_count(0) == 1 and worker_count(1) == 1
-    assert worker_count(cpus + 5) == cpus and worker_count(2) == min(2, cpus)
 
 
 def test_concurrent_callers_share_the_pool_and_get_their_own_numbers():

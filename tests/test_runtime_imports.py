@@ -7,7 +7,7 @@ import sys
 
 ALLOWED_PACKAGE_MODULES = ("auditor_lite.runtime", "auditor_lite.manifest", "auditor_lite.preprocess", "auditor_lite.jsonio",
                            "auditor_lite.media",
-                           "auditor_lite.motion", "auditor_lite.resize", "auditor_lite.graph_io",
+                           "auditor_lite.motion", "auditor_lite.resize", "auditor_lite.parallel", "auditor_lite.graph_io",
                            "auditor_lite.data.schema")
 FORBIDDEN_LIBRARIES = ("torch", "transformers", "scipy", "sklearn", "librosa", "optimum", "matplotlib")
 

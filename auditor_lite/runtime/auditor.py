@@ -21,7 +21,7 @@ import numpy as np
 
 from auditor_lite.data.schema import SAMPLE_RATE
 from auditor_lite.graph_io import CONTEXT_OUTPUT, HEAD_OUTPUTS
-from auditor_lite.resize import worker_count
+from auditor_lite.parallel import worker_count
 from auditor_lite.runtime.backends import Backend, OnnxRuntimeBackend
 from auditor_lite.runtime.model_dir import (AUDITOR_GRAPHS, DEFAULT_MODEL_DIR, PRECISIONS,  # noqa: F401
                                             ModelDirectory, ModelNotFoundError, resolve_model_dir)

@@ -24,6 +24,7 @@ import numpy as np
 
 from auditor_lite.data.schema import CLIP_SAMPLES, NUM_FRAMES, SAMPLE_RATE
 from auditor_lite.motion import cell_motion
+from auditor_lite.parallel import alongside
 from auditor_lite.preprocess import log_mel, prepare_audio, prepare_frames, prepare_key_frame, prepare_masks
 from auditor_lite.runtime.inputs import (InputError, check_audio, check_frame, check_frame_index,
                                          check_frames, check_masks)
@@ -130,13 +131,23 @@ class ClipSession:
                                  "frames a clip needs; push more frames first")
             audio = check_audio(self._audio, SAMPLE_RATE, allow_silent=self.allow_silent)
             cfg = self.auditor.config
-            # the window's frames as they are (no stacked copy), resized over the graphs' threads
-            self._prepared["frames"] = prepare_frames(list(self._frames), cfg.frame_size,
-                                                      threads=self._threads)
-            self._prepared["audio"] = prepare_audio(audio, SAMPLE_RATE)
-            self._prepared["log_mel"] = log_mel(self._prepared["audio"][0])[None]
-            if cfg.cell_motion:    # once per window: it does not depend on the audited frame
-                self._prepared["cell_motion"] = cell_motion(self._prepared["frames"][0] * 255.0)[None]
+
+            def frames_part():
+                # the window's frames as they are (no stacked copy), resized over the graphs' threads
+                frames = prepare_frames(list(self._frames), cfg.frame_size, threads=self._threads)
+                # once per window: it does not depend on the audited frame
+                motion = cell_motion(frames[0] * 255.0)[None] if cfg.cell_motion else None
+                return frames, motion
+
+            def audio_part():
+                wave = prepare_audio(audio, SAMPLE_RATE)
+                return wave, log_mel(wave[0])[None]
+            # the log-mel beside the cell motion: independent numpy work, on the graphs' threads
+            # (they run after it, never alongside)
+            (frames, motion), (wave, mel) = alongside(frames_part, audio_part, self._threads)
+            self._prepared.update(frames=frames, audio=wave, log_mel=mel)
+            if motion is not None:
+                self._prepared["cell_motion"] = motion
         return self._prepared
 
     # ------------------------------------------------------------------ auditing
