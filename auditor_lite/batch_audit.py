@@ -20,6 +20,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from tqdm import tqdm
@@ -31,6 +32,7 @@ from auditor_lite.eval.predictions import Prediction, write_predictions
 from auditor_lite.preprocess import prepare_audio
 from auditor_lite.runtime.files import load_audio_file
 from auditor_lite.runtime.inputs import InputError
+from auditor_lite.runtime.pipeline import prepared_ahead
 
 SILENT_SUFFIX = "-silent-audio"
 # --min-action: the worst predicted action a selected mask may have.
@@ -75,7 +77,11 @@ def load_group_masks(groups) -> list[list[np.ndarray]]:
 def audit_clip(auditor, expression: str, frames, audio, groups, masks) -> list:
     """``[(candidate, AuditResult)]``: one session over the clip, one call per frame group
     (:func:`frame_groups`, their ``masks`` from :func:`load_group_masks`)."""
-    session = auditor.session(expression, frames, audio, allow_silent=True)
+    return audit_groups(auditor.session(expression, frames, audio, allow_silent=True), groups, masks)
+
+
+def audit_groups(session, groups, masks) -> list:
+    """:func:`audit_clip` on an opened (and perhaps already prepared) session."""
     out = []
     for (frame, cands), frame_masks in zip(groups, masks):
         try:
@@ -88,12 +94,28 @@ def audit_clip(auditor, expression: str, frames, audio, groups, masks) -> list:
 
 def audit_record(auditor, record, silence_audio: bool = False):
     """``[(candidate, AuditResult)]`` for every candidate of one benchmark record."""
-    if not record.candidates:
-        return []
+    return audit_groups(*prepare_record(auditor, record, silence_audio)) if record.candidates else []
+
+
+def prepare_record(auditor, record, silence_audio: bool = False):
+    """``(session, groups, masks)`` of a record with candidates: its files read and its session's
+    inputs prepared (what the pipeline's worker does one record ahead: runtime/pipeline.py)."""
     frames = load_frames(record.clip)
     audio = clip_audio(record, silence_audio)
     groups = frame_groups(record.candidates)
-    return audit_clip(auditor, record.exp, frames, audio, groups, load_group_masks(groups))
+    masks = load_group_masks(groups)
+    return auditor.session(record.exp, frames, audio, allow_silent=True).prepare(), groups, masks
+
+
+def _encode_text_ahead(auditor, expression: str) -> None:
+    """The text graph of the record the pipeline's worker takes next, run on this thread (before
+    that record is handed to the worker, so never twice): reading and preparing a clip (~20 ms
+    here) is longer than its graphs (~17 ms), and the text graph (~4 ms) evens the two threads out
+    (runtime/pipeline.py). A bad expression is left for its own turn to report."""
+    try:
+        auditor.text.token_states(expression, auditor.config.max_tokens)
+    except (InputError, ValueError):
+        pass
 
 
 def prediction(record, cand, result, method: str, mode: str, split: str) -> Prediction:
@@ -129,12 +151,14 @@ def audited_records(benchmark: Benchmark, split: str, mode: str, shuffle_express
 
 def audit_benchmark(auditor, bench, out_file, splits=None, modes=None, silence_audio: bool = False,
                     method: str | None = None, progress: bool = True,
-                    shuffle_expressions: int | None = None) -> dict:
+                    shuffle_expressions: int | None = None, prefetch: int = 1) -> dict:
     """Audit every candidate of the requested (split, mode) pairs; write the predictions JSONL.
 
     ``shuffle_expressions`` (a seed): the ablation where each expression is audited with the
     expression of another clip of the same split and mode (a fixed random permutation); a grounded
-    auditor must then lose what the expression told it, down to chance.
+    auditor must then lose what the expression told it, down to chance. ``prefetch``: records read
+    and prepared ahead on a worker thread while the current one's graphs run
+    (:mod:`auditor_lite.runtime.pipeline`; 0: one after the other). The predictions are the same.
 
     Returns ``{"counts": {"split/mode": n}, "masks": n, "seconds": s, "masks_per_second": r}``.
     """
@@ -143,10 +167,14 @@ def audit_benchmark(auditor, bench, out_file, splits=None, modes=None, silence_a
     predictions, counts = [], Counter()
     started = time.perf_counter()
     for split, mode in benchmark_pairs(benchmark, splits, modes):
-        records = audited_records(benchmark, split, mode, shuffle_expressions)
-        for record in tqdm(records, desc=f"audit {split}/{mode}", unit="expr", file=sys.stderr,
-                           disable=not progress):
-            for cand, result in audit_record(auditor, record, silence_audio):
+        records = [r for r in audited_records(benchmark, split, mode, shuffle_expressions) if r.candidates]
+        prepared = prepared_ahead(partial(prepare_record, auditor, silence_audio=silence_audio), records, prefetch)
+        for k, (record, (session, groups, masks)) in enumerate(
+                tqdm(prepared, total=len(records), desc=f"audit {split}/{mode}", unit="expr",
+                     file=sys.stderr, disable=not progress)):
+            if prefetch > 0 and k + prefetch + 1 < len(records):
+                _encode_text_ahead(auditor, records[k + prefetch + 1].exp)
+            for cand, result in audit_groups(session, groups, masks):
                 predictions.append(prediction(record, cand, result, name, mode, split))
                 counts[f"{split}/{mode}"] += 1
     seconds = time.perf_counter() - started

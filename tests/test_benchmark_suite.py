@@ -186,7 +186,7 @@ def test_suite_report_and_outputs(model_dir, tmp_path):
     from auditor_lite.benchmark.suite import BenchOptions, run_suite
 
     options = BenchOptions(model_dir=model_dir, mask_counts=(1, 13), repeats=2, warmup=1, threads=1, bench=BENCH,
-                           accuracy_expressions=2, profile_repeats=2, text_repeats=2, gpu=False)
+                           accuracy_expressions=2, profile_repeats=2, text_repeats=2, gpu=False, stream_clips=3)
     report = run_suite(options)
     rows = {(r["variant"], r["masks"]): r for r in report["latency"]}
     assert ("ort fp32 naive", 1) not in rows and ("ort fp32 naive", 13) in rows
@@ -198,7 +198,13 @@ def test_suite_report_and_outputs(model_dir, tmp_path):
     assert rows[("ort fp32 cached", 13)]["max_iou_diff_vs_fused"] < 1e-5
     fused, naive = rows[("ort int8-cpu fused", 13)], rows[("ort int8-cpu naive", 13)]
     goals = {g["goal"].split(" ")[0] + g["target"]: g for g in report["goals"]}
-    assert len(report["goals"]) == 5 and all(isinstance(g["met"], bool) for g in report["goals"])
+    assert len(report["goals"]) == 6 and all(isinstance(g["met"], bool) for g in report["goals"])
+    stream = {(r["precision"], r["layout"]): r for r in report["stream"]}
+    assert set(stream) == {(p, layout) for p in ("fp32", "int8-cpu") for layout in ("one after the other", "prepared ahead")}
+    assert all(r["clips"] == 3 and r["masks"] == 13 and r["masks_per_s_p50"] > 0 for r in stream.values())
+    ahead = stream[("int8-cpu", "prepared ahead")]
+    assert (ahead["graph_threads"], ahead["worker_threads"]) == (1, 1)       # threads=1: never fewer than 1
+    assert goals["stream>= 1000 masks/s"]["measured"] == ahead["masks_per_s_p50"]
     assert goals["fused>= 10x"]["measured"] == pytest.approx(naive["p50_ms"] / fused["p50_ms"])
     assert goals["INT8>= 1000 masks/s"]["measured"] == pytest.approx(13e3 / fused["p50_ms"])
     assert goals["single-mask<= 2 ms"]["measured"] == rows[("ort int8-cpu cached", 1)]["p50_ms"]
@@ -235,6 +241,7 @@ def test_suite_report_and_outputs(model_dir, tmp_path):
     markdown = paths[1].read_text()
     assert "| ort int8-cpu naive | 13 |" in markdown and "Where the time goes" in markdown and "Cold start" in markdown
     assert "Machine limits in this run" in markdown and "A 720p-class call" in markdown
+    assert "A stream of 3 clips x 13 masks" in markdown
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -55,8 +55,11 @@ def _layouts(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench_out"),
               show_default=True, help="Folder for bench.json, bench.md and bench.png.")
 @click.option("--no-plot", is_flag=True, help="Skip bench.png (no matplotlib needed).")
+@click.option("--stream-clips", type=click.IntRange(0), default=40, show_default=True,
+              help="Clips per round of the stream section (13 masks each; one after the other vs prepared "
+                   "ahead); 0 skips it.")
 def bench(model_dir, mask_counts, repeats, warmup, threads, layouts, clip_dir, bench,
-          accuracy_expressions, profile_repeats, gpu, out, no_plot):
+          accuracy_expressions, profile_repeats, gpu, out, no_plot, stream_clips):
     """Benchmark every way to run MODEL side by side: latency p50/p90/p99, masks/s, fused vs naive vs
     cached context, INT8 vs FP32 (and CUDA, TensorRT), sizes, accuracy and a profile."""
     from auditor_lite.benchmark.report import all_tables, machine_line, render_text, write_outputs
@@ -71,7 +74,7 @@ def bench(model_dir, mask_counts, repeats, warmup, threads, layouts, clip_dir, b
     options = BenchOptions(model_dir=model_dir, mask_counts=mask_counts,
                            repeats=repeats, warmup=warmup, threads=threads, clip_dir=clip_dir, bench=bench,
                            accuracy_expressions=accuracy_expressions, profile_repeats=profile_repeats,
-                           text_repeats=profile_repeats, gpu=gpu, layouts=layouts,
+                           text_repeats=profile_repeats, gpu=gpu, layouts=layouts, stream_clips=stream_clips,
                            log=lambda message: click.echo(message, err=True))
     try:
         report = run_suite(options)

@@ -38,6 +38,7 @@ class BenchOptions:
     text_repeats: int = 20
     gpu: bool = True
     layouts: tuple[str, ...] = LAYOUTS
+    stream_clips: int = 40                 # clips per round of the stream section (0: skip it)
     log: Callable[[str], None] = field(default=lambda message: None)
 
 
@@ -275,10 +276,15 @@ def run_suite(options: BenchOptions) -> dict:
         "sizes": model_sizes(manifest),
         "cold_start": cold,
     }
+    if options.stream_clips and GOAL_MASKS in options.mask_counts:
+        from auditor_lite.benchmark.stream import stream_throughput
+
+        report["stream"] = stream_throughput(options.model_dir, clip, threads, GOAL_MASKS, options.stream_clips,
+                                             rounds=max(1, min(5, options.repeats // 10)), log=options.log)
     report["profile"] = profiles(variants, clip, options, threads)
     report["limits"] = machine_limits(variants, clip, options, threads)
     report["accuracy"] = _accuracy(variants, options, threads, notes)
-    report["goals"] = evaluate_goals(rows, GOAL_MASKS)
+    report["goals"] = evaluate_goals(rows, GOAL_MASKS, report.get("stream"))
     report["notes"] = notes + timing_notes
     report["machine"]["load_average_1m_end"] = machine_info(threads).get("load_average_1m")
     report["seconds"] = time.perf_counter() - started
