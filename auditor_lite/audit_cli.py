@@ -168,14 +168,14 @@ def format_table(results, names, truth=None) -> str:
 @click.option("--workers", type=click.IntRange(min=1), help="With --executor ray: auditor actors (default: CPUs / --threads).")
 @click.option("--clips", type=click.Path(path_type=Path), help="A clip list (Parquet or JSONL) to audit instead of --bench.")
 @click.option("--allow-absolute", is_flag=True, help="With --clips: accept paths outside the list's folder.")
-@click.option("--prefetch", type=click.IntRange(min=0), default=1, show_default=True,
-              help="With --bench: clips read and prepared ahead on a worker thread while the graphs run "
-                   "(0: one after the other; the default --threads is then all CPUs but one).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="With --bench: clips audited at once on that many threads (default: the CPUs); "
+                   "the default --threads is then CPUs / jobs.")
 @clip_options
 @model_options
 @_friendly_errors
 def audit(bench, out, splits, modes, silence_audio, shuffle_expressions, method, no_progress, as_json, executor,
-          address, workers, clips, allow_absolute, prefetch, model_dir, precision, threads, video, frames_dir, audio, expression,
+          address, workers, clips, allow_absolute, jobs, model_dir, precision, threads, video, frames_dir, audio, expression,
           mask_files, mask_dir, frame_index, allow_silent, more_masks):
     """Audit candidate masks of a clip (files), or of a whole benchmark (--bench DIR --out FILE)."""
     if executor == "ray" or clips is not None or address is not None or workers is not None:   # dataset scale: auditor_lite/scale, docs/scale.md
@@ -192,15 +192,15 @@ def audit(bench, out, splits, modes, silence_audio, shuffle_expressions, method,
         if out is None:
             raise click.UsageError("--bench needs --out FILE (the predictions JSONL to write)")
         from auditor_lite.batch_audit import audit_benchmark
-        from auditor_lite.runtime.pipeline import graph_threads
+        from auditor_lite.runtime.pipeline import default_jobs, graph_threads
 
-        threads = graph_threads(threads, prefetch)
+        jobs = jobs or default_jobs()
+        threads = graph_threads(threads, jobs)
         auditor = load_auditor(model_dir, precision, threads)
         click.echo(f"model {auditor.model_dir} ({auditor.manifest.name}); backend {auditor.backend}; "
-                   f"{threads} graph thread(s), prefetch {prefetch}", err=True)
+                   f"{jobs} clip(s) at once x {threads} graph thread(s)", err=True)
         stats = audit_benchmark(auditor, bench, out, splits or None, modes or None, silence_audio, method,
-                                progress=not no_progress, shuffle_expressions=shuffle_expressions,
-                                prefetch=prefetch)
+                                progress=not no_progress, shuffle_expressions=shuffle_expressions, jobs=jobs)
         per_pair = ", ".join(f"{k} {v}" for k, v in stats["counts"].items())
         click.echo(f"wrote {out}: {stats['masks']} predictions ({per_pair}) as {stats['method']!r} in "
                    f"{stats['seconds']:.1f} s, {stats['masks_per_second']:.1f} masks/s")

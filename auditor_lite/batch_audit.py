@@ -32,7 +32,7 @@ from auditor_lite.eval.predictions import Prediction, write_predictions
 from auditor_lite.preprocess import prepare_audio
 from auditor_lite.runtime.files import load_audio_file
 from auditor_lite.runtime.inputs import InputError
-from auditor_lite.runtime.pipeline import prepared_ahead
+from auditor_lite.runtime.pipeline import in_order
 
 SILENT_SUFFIX = "-silent-audio"
 # --min-action: the worst predicted action a selected mask may have.
@@ -99,23 +99,12 @@ def audit_record(auditor, record, silence_audio: bool = False):
 
 def prepare_record(auditor, record, silence_audio: bool = False):
     """``(session, groups, masks)`` of a record with candidates: its files read and its session's
-    inputs prepared (what the pipeline's worker does one record ahead: runtime/pipeline.py)."""
+    inputs prepared."""
     frames = load_frames(record.clip)
     audio = clip_audio(record, silence_audio)
     groups = frame_groups(record.candidates)
     masks = load_group_masks(groups)
     return auditor.session(record.exp, frames, audio, allow_silent=True).prepare(), groups, masks
-
-
-def _encode_text_ahead(auditor, expression: str) -> None:
-    """The text graph of the record the pipeline's worker takes next, run on this thread (before
-    that record is handed to the worker, so never twice): reading and preparing a clip (~20 ms
-    here) is longer than its graphs (~17 ms), and the text graph (~4 ms) evens the two threads out
-    (runtime/pipeline.py). A bad expression is left for its own turn to report."""
-    try:
-        auditor.text.token_states(expression, auditor.config.max_tokens)
-    except (InputError, ValueError):
-        pass
 
 
 def prediction(record, cand, result, method: str, mode: str, split: str) -> Prediction:
@@ -151,14 +140,14 @@ def audited_records(benchmark: Benchmark, split: str, mode: str, shuffle_express
 
 def audit_benchmark(auditor, bench, out_file, splits=None, modes=None, silence_audio: bool = False,
                     method: str | None = None, progress: bool = True,
-                    shuffle_expressions: int | None = None, prefetch: int = 1) -> dict:
+                    shuffle_expressions: int | None = None, jobs: int = 1) -> dict:
     """Audit every candidate of the requested (split, mode) pairs; write the predictions JSONL.
 
     ``shuffle_expressions`` (a seed): the ablation where each expression is audited with the
     expression of another clip of the same split and mode (a fixed random permutation); a grounded
-    auditor must then lose what the expression told it, down to chance. ``prefetch``: records read
-    and prepared ahead on a worker thread while the current one's graphs run
-    (:mod:`auditor_lite.runtime.pipeline`; 0: one after the other). The predictions are the same.
+    auditor must then lose what the expression told it, down to chance. ``jobs``: records audited at
+    once on that many threads (:mod:`auditor_lite.runtime.pipeline`; give the auditor
+    ``pipeline.graph_threads`` ONNX Runtime threads). The predictions are the same, in the same order.
 
     Returns ``{"counts": {"split/mode": n}, "masks": n, "seconds": s, "masks_per_second": r}``.
     """
@@ -168,13 +157,10 @@ def audit_benchmark(auditor, bench, out_file, splits=None, modes=None, silence_a
     started = time.perf_counter()
     for split, mode in benchmark_pairs(benchmark, splits, modes):
         records = [r for r in audited_records(benchmark, split, mode, shuffle_expressions) if r.candidates]
-        prepared = prepared_ahead(partial(prepare_record, auditor, silence_audio=silence_audio), records, prefetch)
-        for k, (record, (session, groups, masks)) in enumerate(
-                tqdm(prepared, total=len(records), desc=f"audit {split}/{mode}", unit="expr",
-                     file=sys.stderr, disable=not progress)):
-            if prefetch > 0 and k + prefetch + 1 < len(records):
-                _encode_text_ahead(auditor, records[k + prefetch + 1].exp)
-            for cand, result in audit_groups(session, groups, masks):
+        audited = in_order(partial(audit_record, auditor, silence_audio=silence_audio), records, jobs)
+        for record, pairs in tqdm(audited, total=len(records), desc=f"audit {split}/{mode}", unit="expr",
+                                  file=sys.stderr, disable=not progress):
+            for cand, result in pairs:
                 predictions.append(prediction(record, cand, result, name, mode, split))
                 counts[f"{split}/{mode}"] += 1
     seconds = time.perf_counter() - started

@@ -1,14 +1,17 @@
 """Single process against Ray Data actors, side by side, on one benchmark (issue 15's measurement).
 
     python bench/scale_throughput.py --bench runs/scale2k [--modes image,video] [--limit 0]
-        [--configs single:2,ray:2x1,ray:1x1] [--rounds 1] [--out runs/scale-bench]
+        [--configs single:2,jobs:2,ray:2x1,ray:1x1] [--rounds 1] [--out runs/scale-bench]
 
 Generate the benchmark first (``auditor-lite data synth --out runs/scale2k --clips 2000 --seed 77``; its
 test splits hold about 40% of the clips). For each mode and round the configurations run one after
 the other (interleaved, so a busy machine slows them alike):
 
-- ``single:T``: the single-process ``audit --bench`` loop (``batch_audit.audit_record`` per
-  expression, one auditor of T threads), timed from the first read to the last row;
+- ``single:T``: the single-process loop one record after the other (``batch_audit.prepare_record``
+  then ``audit_groups`` per expression, one auditor of T threads), timed from the first read to
+  the last row;
+- ``jobs:N``: N records at once on N threads, each record's graphs on CPUs / N threads: what
+  ``audit --bench`` does by default (``--jobs`` = the CPUs, runtime/pipeline.py);
 - ``ray:WxT``: ``audit --executor ray`` with W actors of T threads on a fresh local cluster;
   start-up (``ray.init``, actors, until the first read) is reported apart from the steady state
   (first read to last row), with rows and masks per busy second of each actor.
@@ -33,6 +36,7 @@ from auditor_lite.batch_audit import audit_record, audited_records, method_name,
 from auditor_lite.data.reader import Benchmark  # noqa: E402
 from auditor_lite.eval.predictions import write_predictions  # noqa: E402
 from auditor_lite.runtime.auditor import Auditor  # noqa: E402
+from auditor_lite.runtime.pipeline import graph_threads, in_order  # noqa: E402
 
 
 def loadavg() -> str:
@@ -47,13 +51,16 @@ def records_of(bench, mode, limit):
     return out[:limit] if limit else out
 
 
-def run_single(bench, mode, limit, threads, out: Path) -> dict:
+def run_single(bench, mode, limit, threads, out: Path, jobs: int = 1) -> dict:
+    """One process: records one after the other (``jobs`` 1), or ``jobs`` records at once as
+    ``audit --bench`` does (runtime/pipeline.py)."""
     auditor = Auditor.load(intra_op_threads=threads)
     name = method_name(auditor)
-    records = records_of(bench, mode, limit)
+    records = [(split, r) for split, r in records_of(bench, mode, limit) if r.candidates]
     first = time.time()
+    audited = in_order(lambda pair: audit_record(auditor, pair[1]), records, jobs)
     predictions = [prediction(record, cand, result, name, mode, split)
-                   for split, record in records for cand, result in audit_record(auditor, record)]
+                   for (split, record), pairs in audited for cand, result in pairs]
     steady = time.time() - first
     write_predictions(out, predictions)
     return {"clips": len(records), "masks": len(predictions), "steady_s": steady, "startup_s": 0.0,
@@ -102,7 +109,7 @@ def main(argv=None):
     parser.add_argument("--bench", required=True)
     parser.add_argument("--modes", default="image,video")
     parser.add_argument("--limit", type=int, default=0, help="clips per mode (0: all of the test splits)")
-    parser.add_argument("--configs", default="single:2,ray:2x1,ray:1x1")
+    parser.add_argument("--configs", default="single:2,jobs:2,ray:2x1,ray:1x1")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", default="runs/scale-bench")
     args = parser.parse_args(argv)
@@ -117,29 +124,33 @@ def main(argv=None):
                 kind, _, shape = config.partition(":")
                 target = out / f"{mode}-{config.replace(':', '-')}.jsonl"
                 before = loadavg()
-                if kind == "single":
-                    row = run_single(args.bench, mode, args.limit, int(shape), target)
-                    single_out, method = target, row.pop("method")
+                if kind in ("single", "jobs"):
+                    jobs = int(shape) if kind == "jobs" else 1
+                    threads = graph_threads(None, jobs) if kind == "jobs" else int(shape)
+                    row = run_single(args.bench, mode, args.limit, threads, target, jobs)
+                    method = row.pop("method")
+                    single_out = single_out or target
                 else:
                     workers, threads = (int(x) for x in shape.split("x"))
                     row = run_ray(args.bench, mode, args.limit, workers, threads, target,
                                   method or method_name(Auditor.load()))
                 row.update(mode=mode, round=round_, config=config, load_before=before, load_after=loadavg(),
-                           same=compare(single_out, target) if single_out and kind != "single" else "-")
+                           same=compare(single_out, target) if single_out and target != single_out else "-")
                 results.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "actors"}), flush=True)
                 for name, actor in (row.get("actors") or {}).items():
                     print(f"    actor {name}: {actor['clips']} clips ({100 * actor['share']:.0f}%), "
                           f"{actor['masks_per_busy_s']:.1f} masks/busy s", flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    print("\nmode   config     clips  masks   start-up s  steady s  masks/s  vs single  load before -> after")
+    print("\nmode   config     clips  masks   start-up s  steady s  masks/s  vs the best single process  "
+          "load before -> after")
     for mode in args.modes.split(","):
         for row in (r for r in results if r["mode"] == mode):
-            base = [r for r in results if r["mode"] == mode and r["round"] == row["round"]
-                    and r["config"].startswith("single")]
-            ratio = row["masks_per_s"] / base[0]["masks_per_s"] if base else float("nan")
+            base = [r["masks_per_s"] for r in results if r["mode"] == mode and r["round"] == row["round"]
+                    and r["config"].split(":")[0] in ("single", "jobs")]
+            ratio = row["masks_per_s"] / max(base) if base else float("nan")
             print(f"{mode:6} {row['config']:10} {row['clips']:5} {row['masks']:6}  {row['startup_s']:10.1f}"
-                  f"  {row['steady_s']:8.1f}  {row['masks_per_s']:7.1f}  {100 * ratio:8.0f}%  "
+                  f"  {row['steady_s']:8.1f}  {row['masks_per_s']:7.1f}  {100 * ratio:26.0f}%  "
                   f"{row['load_before']} -> {row['load_after']}  {row['same']}")
 
 

@@ -157,15 +157,15 @@ def limits_tables(report: dict) -> list:
 
 
 def stream_table(report: dict):
-    rows = [[r["precision"], r["layout"], f"{r['graph_threads']} + {r['worker_threads']}",
+    rows = [[r["precision"], r["layout"], f"{r['jobs']} x {r['graph_threads']}",
              _num(r["masks_per_s_p50"], ".0f"), _num(r["masks_per_s_best"], ".0f"), _num(r["ms_per_clip_p50"], ".2f"),
              _num(r["x_vs_one_after_the_other"], ".2f") + "x"] for r in report.get("stream") or []]
     if not rows:
         return None
     first = report["stream"][0]
-    return (f"A stream of {first['clips']} clips x {first['masks']} masks, one after the other vs the next clip "
-            f"prepared ahead on a worker (audit --bench's path; {first['rounds']} interleaved rounds)",
-            ["precision", "layout", "graph + worker threads", "masks/s p50", "masks/s best", "ms/clip p50",
+    return (f"A stream of {first['clips']} clips x {first['masks']} masks, one after the other vs several at once "
+            f"(audit --bench's path; {first['rounds']} interleaved rounds)",
+            ["precision", "layout", "clips at once x graph threads", "masks/s p50", "masks/s best", "ms/clip p50",
              "vs one after the other"], rows)
 
 

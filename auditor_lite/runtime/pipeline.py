@@ -1,17 +1,27 @@
-"""Many clips, one after another, with the next clip read and prepared while this one's graphs run.
+"""Many clips at once in one process: ``jobs`` threads, each auditing whole clips, results in order.
 
-A clip's audit has two halves that need different things: reading and preparing it (decoding the
-files, the frames' resize, the log-mel, the cell motion: numpy, one core) and running its graphs
-(ONNX Runtime). On this model ONNX Runtime's second intra-op thread buys little (context graph
-9.9 -> 9.2 ms, masks graph at 13 masks 6.2 -> 5.0 ms on the project's 2-core EPYC), while the
-preparing half is about as long as the graphs. So on 2 cores the faster layout is one core per
-half: the graphs on one ONNX Runtime thread, and a worker thread preparing the next clip.
+A clip's audit is numpy work (decoding the files, the frames' resize, the log-mel, the cell
+motion) and ONNX Runtime work (the text, context and masks graphs); both release the GIL. On this
+model ONNX Runtime's second intra-op thread buys little (context graph 9.9 -> 9.2 ms, masks graph
+at 13 masks 6.2 -> 5.0 ms on the project's 2-core EPYC). So on N cores the faster layout is N
+clips at once, each on one thread whose graph calls run single-threaded: the same layout as N
+Ray actors of one thread (docs/scale.md), without Ray.
 
-Measured side by side (200 test_s image clips of a generated benchmark, 2,477 masks, files read
-from disk, default INT8 model, 2 rounds, load 0.6-1.2): one after the other 380-412 masks/s (ONNX
-Runtime on 2 threads) and 386-391 (1 thread); prepared ahead 605-606 (2 threads, which then
-compete with the worker) and 686-726 masks/s (1 thread). ``auditor-lite audit --bench`` runs this
-way (``--prefetch``), and ``auditor-lite bench`` times it on the sample clip.
+Measured side by side here (test_s clips of a generated benchmark, files read from disk, default
+INT8 model, 2 interleaved rounds, load 0.4-1.0):
+
+=====================================  ===================  ===================
+layout (2 cores)                       image, 400 clips     video, 60 clips
+=====================================  ===================  ===================
+one after the other, 2 graph threads   348-354 masks/s (*)  -
+next clip prepared on a worker thread  540-660              881-886
+2 clips at once, 1 graph thread each   554-686              1353-1356
+=====================================  ===================  ===================
+
+(*) on the 1,390 clips of the split. Preparing ahead (a worker reads and prepares the next clip
+while the caller runs the graphs) was tried first: in video mode the graphs of ten key frames
+dominate a clip, the worker idles, and only one core runs graphs. ``auditor-lite audit --bench``
+runs with ``--jobs`` (default: the CPUs), and ``auditor-lite bench`` times it (its stream section).
 """
 
 from __future__ import annotations
@@ -23,51 +33,46 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 Item = TypeVar("Item")
-Prepared = TypeVar("Prepared")
+Result = TypeVar("Result")
 
 
-def graph_threads(threads: int | None, prefetch: int) -> int:
-    """ONNX Runtime intra-op threads for a pipelined run: ``threads`` when given, else every CPU but
-    the one the preparing worker takes (module docstring), and every CPU without prefetching."""
+def default_jobs() -> int:
+    return os.cpu_count() or 1
+
+
+def graph_threads(threads: int | None, jobs: int) -> int:
+    """ONNX Runtime intra-op threads with ``jobs`` clips at once: ``threads`` when given, else the
+    CPUs shared out (at least 1): jobs x threads = cores."""
     if threads:
         return int(threads)
-    cpus = os.cpu_count() or 1
-    return max(1, cpus - 1) if prefetch > 0 else cpus
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
-def prepared_ahead(prepare: Callable[[Item], Prepared], items: Iterable[Item],
-                   depth: int = 1) -> Iterator[tuple[Item, Prepared]]:
-    """``(item, prepare(item))`` in the items' order, with up to ``depth`` items prepared ahead on
-    one worker thread (``depth`` 0: each prepared when its turn comes, on the calling thread).
+def in_order(work: Callable[[Item], Result], items: Iterable[Item], jobs: int = 1) -> Iterator[tuple[Item, Result]]:
+    """``(item, work(item))`` in the items' order, with up to ``jobs`` items worked on at once on a
+    pool of ``jobs`` threads (1: each on the calling thread when its turn comes). At most
+    ``2 * jobs`` items are submitted ahead, so a long input is never held whole.
 
-    An exception of ``prepare(item)`` is raised when that item's turn comes (the earlier items have
+    An exception of ``work(item)`` is raised when that item's turn comes (the earlier items have
     been yielded). Closing the generator early (``break``, an exception in the loop body) cancels
-    what the worker has not started and waits for what it has, so no thread outlives the loop.
-
-    Tried and dropped: the worker also encoding the item's first context when the caller is still
-    busy (so that the two threads' work evens out): the caller then waited 5 ms a clip for it
-    and gained 3 (797 vs 795 masks/s p50 over 5 interleaved rounds of 40 clips).
+    what the pool has not started and waits for what it has, so no thread outlives the loop.
     """
-    if depth <= 0:
+    if jobs <= 1:
         for item in items:
-            yield item, prepare(item)
+            yield item, work(item)
         return
-    source = iter(items)
     pending: deque = deque()
-    worker = ThreadPoolExecutor(1, thread_name_prefix="auditor-prepare")
+    pool = ThreadPoolExecutor(jobs, thread_name_prefix="auditor-job")
     try:
-        while True:
-            # the item about to be yielded and the ``depth`` after it are submitted
-            while len(pending) < depth + 1:
-                item = next(source, pending)        # the deque as a sentinel: no item is it
-                if item is pending:
-                    break
-                pending.append((item, worker.submit(prepare, item)))
-            if not pending:
-                return
+        for item in items:
+            pending.append((item, pool.submit(work, item)))
+            if len(pending) >= 2 * jobs:
+                item, future = pending.popleft()
+                yield item, future.result()
+        while pending:
             item, future = pending.popleft()
             yield item, future.result()
     finally:
         for _, future in pending:
             future.cancel()
-        worker.shutdown(wait=True)
+        pool.shutdown(wait=True)
