@@ -77,11 +77,7 @@ def load_group_masks(groups) -> list[list[np.ndarray]]:
 def audit_clip(auditor, expression: str, frames, audio, groups, masks) -> list:
     """``[(candidate, AuditResult)]``: one session over the clip, one call per frame group
     (:func:`frame_groups`, their ``masks`` from :func:`load_group_masks`)."""
-    return audit_groups(auditor.session(expression, frames, audio, allow_silent=True), groups, masks)
-
-
-def audit_groups(session, groups, masks) -> list:
-    """:func:`audit_clip` on an opened (and perhaps already prepared) session."""
+    session = auditor.session(expression, frames, audio, allow_silent=True)
     out = []
     for (frame, cands), frame_masks in zip(groups, masks):
         try:
@@ -94,17 +90,12 @@ def audit_groups(session, groups, masks) -> list:
 
 def audit_record(auditor, record, silence_audio: bool = False):
     """``[(candidate, AuditResult)]`` for every candidate of one benchmark record."""
-    return audit_groups(*prepare_record(auditor, record, silence_audio)) if record.candidates else []
-
-
-def prepare_record(auditor, record, silence_audio: bool = False):
-    """``(session, groups, masks)`` of a record with candidates: its files read and its session's
-    inputs prepared."""
+    if not record.candidates:
+        return []
     frames = load_frames(record.clip)
     audio = clip_audio(record, silence_audio)
     groups = frame_groups(record.candidates)
-    masks = load_group_masks(groups)
-    return auditor.session(record.exp, frames, audio, allow_silent=True).prepare(), groups, masks
+    return audit_clip(auditor, record.exp, frames, audio, groups, load_group_masks(groups))
 
 
 def prediction(record, cand, result, method: str, mode: str, split: str) -> Prediction:
@@ -156,7 +147,7 @@ def audit_benchmark(auditor, bench, out_file, splits=None, modes=None, silence_a
     predictions, counts = [], Counter()
     started = time.perf_counter()
     for split, mode in benchmark_pairs(benchmark, splits, modes):
-        records = [r for r in audited_records(benchmark, split, mode, shuffle_expressions) if r.candidates]
+        records = audited_records(benchmark, split, mode, shuffle_expressions)
         audited = in_order(partial(audit_record, auditor, silence_audio=silence_audio), records, jobs)
         for record, pairs in tqdm(audited, total=len(records), desc=f"audit {split}/{mode}", unit="expr",
                                   file=sys.stderr, disable=not progress):

@@ -7,9 +7,8 @@ Generate the benchmark first (``auditor-lite data synth --out runs/scale2k --cli
 test splits hold about 40% of the clips). For each mode and round the configurations run one after
 the other (interleaved, so a busy machine slows them alike):
 
-- ``single:T``: the single-process loop one record after the other (``batch_audit.prepare_record``
-  then ``audit_groups`` per expression, one auditor of T threads), timed from the first read to
-  the last row;
+- ``single:T``: the single-process loop one record after the other (``batch_audit.audit_record``
+  per expression, one auditor of T threads), timed from the first read to the last row;
 - ``jobs:N``: N records at once on N threads, each record's graphs on CPUs / N threads: what
   ``audit --bench`` does by default (``--jobs`` = the CPUs, runtime/pipeline.py);
 - ``ray:WxT``: ``audit --executor ray`` with W actors of T threads on a fresh local cluster;

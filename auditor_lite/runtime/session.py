@@ -123,14 +123,6 @@ class ClipSession:
             raise InputError("frames", "the session has no frames yet (push_frame)")
         return tuple(self._frames[0].shape[:2])
 
-    def prepare(self) -> "ClipSession":
-        """Prepare the window's frames and audio tensors now (resize, log-mel, cell motion), before
-        any mask asks for them: what a pipeline's worker thread does for the next clip while this
-        one's graphs run (runtime/pipeline.py). Input errors are raised here. Returns the session."""
-        with self._lock:
-            self._inputs()
-        return self
-
     def _inputs(self) -> dict[str, np.ndarray]:
         """Frames and audio tensors of the current window, prepared once per window."""
         if not self._prepared:
