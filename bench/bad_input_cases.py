@@ -95,6 +95,20 @@ def edit_json(path: Path, change: Callable[[dict], object]) -> None:
     path.write_text(json.dumps(data))
 
 
+def without_precision(model: Path, precision: str = "int8-trt") -> Path:
+    """The directory without one precision's graphs (files deleted, manifest entries dropped), so that
+    asking for that precision is bad input again."""
+    def drop(manifest):
+        for graph in manifest["graphs"].values():
+            graph.pop(precision, None)
+        for name in [n for n in manifest["files"] if f".{precision}." in n]:
+            manifest["files"].pop(name)
+    for path in list(model.rglob(f"*.{precision}.*")):
+        path.unlink()
+    edit_json(model / "manifest.json", drop)
+    return model
+
+
 def rehash(model: Path, name: str) -> None:
     """Make the manifest vouch for an edited file (so the check under test is the next one)."""
     from hashlib import sha256
@@ -284,9 +298,11 @@ def frame_index_cases() -> list[Case]:
 def option_cases() -> list[Case]:
     cases = []
     sample = lambda f: audit_argv(clip_copy(f))  # noqa: E731
-    for option, value in [("--precision", "int4"), ("--precision", "int8-trt"), ("--threads", "0"), ("--threads", "-2"),
-                          ("--threads", "many")]:
-        cases.append(Case("options", f"audit {option} {value}", lambda f, o=option, v=value: sample(f) + [o, v], option if value != "int8-trt" else "int8-trt"))
+    for option, value in [("--precision", "int4"), ("--threads", "0"), ("--threads", "-2"), ("--threads", "many")]:
+        cases.append(Case("options", f"audit {option} {value}", lambda f, o=option, v=value: sample(f) + [o, v], option))
+    cases.append(Case("options", "audit --precision int8-trt of a directory without it",
+                      lambda f: audit_argv(clip_copy(f), extra=("--model", without_precision(model_copy(f)),
+                                                                "--precision", "int8-trt")), "int8-trt"))
     for argv, expect in [(["bench", "--mask-counts", "a,b", "--repeats", "1"], "--mask-counts"),
                          (["bench", "--mask-counts", "0", "--repeats", "1"], "--mask-counts"),
                          (["bench", "--layouts", "sideways", "--repeats", "1"], "--layouts"),

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from bad_input_cases import (META, Case, _reverse_knots, audit_argv, bench_copy, clip_copy, edit_json, model_copy,
-                             rehash)
+                             rehash, without_precision)
 
 
 def model_cases() -> list[Case]:
@@ -94,7 +94,8 @@ def model_cases() -> list[Case]:
         "score_calibration", "../x.json")), "x.json")
     model_case("contract shape emptied", lambda m: edit_json(m / "manifest.json", lambda d: d["contract"]["context"]["inputs"][0].__setitem__("shape", [])), "frames")
     model_case("contract dtype changed", lambda m: edit_json(m / "manifest.json", lambda d: d["contract"]["masks"]["inputs"][1].__setitem__("dtype", "int8")), "masks")
-    model_case("default precision absent", lambda m: edit_json(m / "manifest.json", lambda d: d.__setitem__("default_precision", "int8-trt")), "default_precision")
+    model_case("default precision absent", lambda m: edit_json(without_precision(m) / "manifest.json",
+                                                                lambda d: d.__setitem__("default_precision", "int8-trt")), "default_precision")
     return cases
 
 
