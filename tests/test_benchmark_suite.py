@@ -144,15 +144,17 @@ def _count_graph_calls(variant, clip, masks):
 
 def test_variants_and_what_each_runs(variants, clip):
     by_name, notes = variants
-    assert set(by_name) == {f"ort {p} {layout}" for p in ("fp32", "int8-cpu") for layout in ("fused", "naive", "cached")}
+    assert set(by_name) == {f"ort {p} {layout}" for p in ("fp32", "int8-cpu")
+                            for layout in ("fused", "naive", "alone", "cached")}
     assert any("--no-gpu" in n for n in notes)
     masks = clip.masks_for(5)
     calls = {}
-    for name in ("ort fp32 fused", "ort fp32 naive", "ort int8-cpu cached"):
+    for name in ("ort fp32 fused", "ort fp32 naive", "ort fp32 alone", "ort int8-cpu cached"):
         by_name[name].prepare(clip)  # the cached layout encodes its context here, once
         results, calls[name] = _count_graph_calls(by_name[name], clip, masks)
         assert [r.index for r in results] == [0, 1, 2, 3, 4]
     assert calls["ort fp32 naive"] == {"context": 5, "masks": 5}   # one context per mask
+    assert calls["ort fp32 alone"] == {"context": 5, "masks": 5}   # ... and one whole session per mask
     assert calls["ort fp32 fused"] == {"context": 1, "masks": 1}
     assert calls["ort int8-cpu cached"] == {"context": 0, "masks": 1}
     assert clip.masks_for(15)[13] is clip.masks[0]  # the sample clip's 13 masks, cycled
@@ -190,15 +192,20 @@ def test_suite_report_and_outputs(model_dir, tmp_path):
     report = run_suite(options)
     rows = {(r["variant"], r["masks"]): r for r in report["latency"]}
     assert ("ort fp32 naive", 1) not in rows and ("ort fp32 naive", 13) in rows
-    assert len(rows) == 6 * 2 - 2 and all(r["calls"] == 2 for r in rows.values())
+    assert ("ort fp32 alone", 1) not in rows and ("ort fp32 alone", 13) in rows
+    assert len(rows) == 8 * 2 - 4 and all(r["calls"] == 2 for r in rows.values())
     assert rows[("ort int8-cpu naive", 13)]["graph_calls"] == {"context_encodes": 13, "mask_calls": 13}
+    assert rows[("ort int8-cpu alone", 13)]["graph_calls"] == {"context_encodes": 13, "mask_calls": 13}
+    assert rows[("ort fp32 alone", 13)]["max_iou_diff_vs_fused"] < 1e-5   # one function, a session per mask
     assert rows[("ort fp32 fused", 13)]["graph_calls"] == {"context_encodes": 1, "mask_calls": 1}
     assert rows[("ort fp32 cached", 1)]["graph_calls"] == {"context_cache_hits": 1, "mask_calls": 1}
     assert rows[("ort fp32 naive", 13)]["max_iou_diff_vs_fused"] < 1e-5  # the layouts compute one function
     assert rows[("ort fp32 cached", 13)]["max_iou_diff_vs_fused"] < 1e-5
     fused, naive = rows[("ort int8-cpu fused", 13)], rows[("ort int8-cpu naive", 13)]
     goals = {g["goal"].split(" ")[0] + g["target"]: g for g in report["goals"]}
-    assert len(report["goals"]) == 6 and all(isinstance(g["met"], bool) for g in report["goals"])
+    assert len(report["goals"]) == 7 and all(isinstance(g["met"], bool) for g in report["goals"])
+    alone = rows[("ort int8-cpu alone", 13)]
+    assert goals["naive>= 10x"]["measured"] == pytest.approx(alone["p50_ms"] / fused["p50_ms"])
     stream = {(r["precision"], r["layout"]): r for r in report["stream"]}
     assert set(stream) == {(p, layout) for p in ("fp32", "int8-cpu") for layout in ("one after the other", "clips at once")}
     assert all(r["clips"] == 3 and r["masks"] == 13 and r["masks_per_s_p50"] > 0 for r in stream.values())
@@ -250,7 +257,7 @@ def test_goals_not_measured_are_not_met(model_dir, tmp_path):
 
     report = run_suite(BenchOptions(model_dir=model_dir, mask_counts=(2,), repeats=1, warmup=0, threads=1,
                                     profile_repeats=1, text_repeats=1, gpu=False, layouts=("fused",)))
-    assert [g["met"] for g in report["goals"]] == [None, None, None, None, None]
+    assert [g["met"] for g in report["goals"]] == [None, None, None, None, None, None]
     assert report["accuracy"] is None and any("--bench" in n for n in report["notes"])
 
 
@@ -268,7 +275,7 @@ def test_cli(model_dir, tmp_path):
     bad = runner.invoke(bench, ["--model", str(model_dir), "--mask-counts", "1,0"])
     assert bad.exit_code == 2 and "positive integers" in bad.output
     bad = runner.invoke(bench, ["--model", str(model_dir), "--layouts", "fused,split"])
-    assert bad.exit_code == 2 and "fused, naive, cached" in bad.output
+    assert bad.exit_code == 2 and "fused, naive, alone, cached" in bad.output
     missing = runner.invoke(bench, ["--model", str(tmp_path / "nowhere"), "--no-plot"])
     assert missing.exit_code == 1 and "nowhere" in missing.output and "Traceback" not in missing.output
     no_clip = runner.invoke(bench, ["--model", str(model_dir), "--clip", str(tmp_path), "--no-plot"])

@@ -41,7 +41,7 @@ def _layouts(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="ONNX Runtime intra-op threads [all CPUs, as the runtime].")
 @click.option("--layouts", default=",".join(LAYOUTS), show_default=True, callback=_layouts,
-              help="Layouts to time (fused, naive, cached).")
+              help="Layouts to time (fused, naive, alone, cached).")
 @click.option("--clip", "clip_dir", type=click.Path(file_okay=False, path_type=Path), default=SAMPLE_CLIP,
               help="Clip folder in the sample-clip layout [the packaged sample clip].")
 @click.option("--bench", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -57,18 +57,18 @@ def _graph_calls(variant, clip, masks) -> tuple[dict, list]:
 
 
 def time_cases(variants, clip, options: BenchOptions) -> tuple[list[dict], list[str]]:
-    """Latency rows of every case, timed interleaved; naive at 1 mask is the fused call itself."""
+    """Latency rows of every case, timed interleaved; naive and alone at 1 mask are the fused call itself."""
     cases, meta, notes = {}, {}, []
     for count in options.mask_counts:
         masks = clip.masks_for(count)
         for variant in variants:
-            if variant.layout == "naive" and count == 1:
+            if variant.layout in ("naive", "alone") and count == 1:
                 continue
             name = case_name(variant.name, count)
             cases[name] = partial(variant.call, clip, masks)
             meta[name] = (variant, count, *_graph_calls(variant, clip, masks))
-    if any(v.layout == "naive" for v in variants) and 1 in options.mask_counts:
-        notes.append("naive at 1 mask is the fused call itself (one context for one mask): not timed twice")
+    if any(v.layout in ("naive", "alone") for v in variants) and 1 in options.mask_counts:
+        notes.append("naive and alone at 1 mask are the fused call itself (one context for one mask): not timed twice")
 
     def progress(done, total):
         if done == total or done % max(1, total // 10) == 0:
@@ -101,7 +101,7 @@ def _agreement(rows: list[dict]) -> None:
 
 
 def speedups(rows: list[dict]) -> list[dict]:
-    """Fused vs naive, fused vs cached and INT8 vs FP32."""
+    """Fused vs naive, fused vs each mask alone, fused vs cached and INT8 vs FP32."""
     index = {(r["variant"], r["masks"]): r for r in rows}
     out = []
 
@@ -116,6 +116,7 @@ def speedups(rows: list[dict]) -> list[dict]:
     for masks in masks_seen:
         for prefix in prefixes:
             add(f"{prefix}: fused vs naive", masks, f"{prefix} naive", f"{prefix} fused")
+            add(f"{prefix}: fused vs each mask alone", masks, f"{prefix} alone", f"{prefix} fused")
             add(f"{prefix}: cached context vs fused", masks, f"{prefix} fused", f"{prefix} cached")
         for layout in LAYOUTS:
             add(f"int8-cpu vs fp32 ({layout})", masks, f"ort fp32 {layout}", f"ort int8-cpu {layout}")

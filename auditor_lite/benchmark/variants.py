@@ -11,6 +11,10 @@ string (its embedding cached, as the runtime caches it) and boolean masks, retur
   how the reference MQ-Auditor scores candidates (one generation per mask). The preprocessed
   frames and audio are shared by the per-mask calls, so the comparison with ``fused`` isolates the
   graph work.
+* ``alone``: every mask audited as if it were the only one, a fresh session per mask: the clip's
+  whole per-clip work (frames, log-mel, cell motion, context graph) redone for each, the text
+  embedding cached. Against ``fused`` its ceiling is N x (the fast-core issue's "naive", written
+  when the log-mel was still inside the context graph).
 * ``cached``: a warm ``ClipSession`` whose context for the frame is already encoded: each call
   runs the masks graph only (more masks of an already audited frame; streaming use).
 """
@@ -18,6 +22,7 @@ string (its embedding cached, as the runtime caches it) and boolean masks, retur
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,7 +33,7 @@ from auditor_lite.data.schema import DataError
 SAMPLE_CLIP = Path(__file__).resolve().parent.parent / "assets" / "sample_clip"
 CPU = ["CPUExecutionProvider"]
 CPU_PRECISIONS = ("fp32", "int8-cpu")
-LAYOUTS = ("fused", "naive", "cached")
+LAYOUTS = ("fused", "naive", "alone", "cached")
 
 
 # ----------------------------------------------------------------------------- the clip
@@ -110,6 +115,13 @@ class Variant:
             session = self.auditor.session(clip.expression, clip.frames, clip.audio, context_cache=0)
             results = [replace(session.audit(mask, clip.frame_index)[0], index=i) for i, mask in enumerate(masks)]
             return results, session.stats
+        if self.layout == "alone":  # a fresh session (and clip preparation) per mask
+            results, stats = [], Counter()
+            for i, mask in enumerate(masks):
+                session = self.auditor.session(clip.expression, clip.frames, clip.audio)
+                results.append(replace(session.audit(mask, clip.frame_index)[0], index=i))
+                stats += session.stats
+            return results, stats
         session = self.auditor.session(clip.expression, clip.frames, clip.audio)
         return session.audit(masks, clip.frame_index), session.stats
 
