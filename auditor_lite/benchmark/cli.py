@@ -56,12 +56,12 @@ def _layouts(ctx, param, value: str) -> tuple[str, ...]:
               show_default=True, help="Folder for bench.json, bench.md and bench.png.")
 @click.option("--no-plot", is_flag=True, help="Skip bench.png (no matplotlib needed).")
 @click.option("--stream-clips", type=click.IntRange(0), default=40, show_default=True,
-              help="Clips per round of the stream section (13 masks each; one after the other vs prepared "
-                   "ahead); 0 skips it.")
+              help="Clips per round of the stream section (13 masks each; one after the other vs several "
+                   "at once); 0 skips it.")
 def bench(model_dir, mask_counts, repeats, warmup, threads, layouts, clip_dir, bench,
           accuracy_expressions, profile_repeats, gpu, out, no_plot, stream_clips):
     """Benchmark every way to run MODEL side by side: latency p50/p90/p99, masks/s, fused vs naive vs
-    cached context, INT8 vs FP32 (and CUDA, TensorRT), sizes, accuracy and a profile."""
+    each mask alone vs cached context, INT8 vs FP32 (and CUDA, TensorRT), sizes, accuracy and a profile."""
     from auditor_lite.benchmark.report import all_tables, machine_line, render_text, write_outputs
     from auditor_lite.benchmark.suite import BenchOptions, run_suite
     from auditor_lite.data.schema import DataError
